@@ -1,0 +1,272 @@
+"""Learning an allocation: maximize f(pi) subject to costs . pi <= budget, pi_i >= 0 integers.
+
+One entry point, `learn_allocation(..., method=...)`, dispatching to private solvers that all return an
+`AllocationResult` (the shape of scipy's `minimize`):
+
+- ``"greedy_swap"`` (default): lazy greedy on marginal gain per cost, then steepest pairwise-exchange local
+  search (move one sample from configuration i to j) with exact, vectorized gains, then seeded perturbation
+  restarts. Deterministic for a seed.
+- ``"hill_climbing"``: the paper's Algorithm 1 as released (LeiLiLab/OSCA `osca.py`): a random list of C
+  configuration choices, each position in turn switched to the configuration that most improves f, until a
+  full pass changes nothing. Unit costs only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .allocation import Allocation
+from .counts import CountMatrix, ScoreMatrix
+from .exceptions import BudgetError, ConfigError
+from .objective import Targets, upper_bound
+
+__all__ = ["AllocationResult", "learn_allocation"]
+
+_IMPROVES = 1e-12  # an exchange must gain more than this: rounding noise must not cycle the search
+
+
+@dataclass(frozen=True)
+class AllocationResult:
+    """What a learner found.
+
+    Attributes:
+        allocation: samples per configuration name.
+        x: the same as an int array aligned with the matrix's configurations, shape (n_configs,).
+        objective: f(x) on the data learned from.
+        upper_bound: a certified bound on the best achievable f (see `osca.objective.upper_bound`); NaN when
+            the bound was not computed.
+        budget: the budget, in cost units (samples when all costs are 1).
+        spent: costs . x.
+        method: the solver's name.
+        nit: improving moves made (greedy additions, exchanges, hill-climbing switches).
+        message: how the solver stopped.
+    """
+
+    allocation: Allocation
+    x: np.ndarray = field(repr=False)
+    objective: float
+    upper_bound: float
+    budget: float
+    spent: float
+    method: str
+    nit: int
+    message: str
+
+    @property
+    def gap(self) -> float:
+        """upper_bound - objective: how far from optimal the allocation can at most be."""
+        return self.upper_bound - self.objective
+
+    def to_dict(self) -> dict[str, Any]:
+        budget = int(self.budget) if float(self.budget).is_integer() else self.budget
+        return {"budget": budget, "allocation": dict(self.allocation), "objective": self.objective,
+                "upper_bound": self.upper_bound}
+
+    def save(self, path: str | Path) -> None:
+        """Write `{"budget", "allocation", "objective", "upper_bound"}` as JSON (read back by `Allocation.load`)."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+class _State:
+    """Failure products R_k = prod_i q_ik ** x_i kept up to date as single samples are added and removed.
+
+    Zero-failure cells (q = 0) are counted apart from the log-product so that removing a sample is exact.
+    """
+
+    def __init__(self, t: Targets, x: np.ndarray) -> None:
+        self.p = t.p
+        q = 1.0 - self.p
+        self.q = q
+        self.zero = (q == 0.0).astype(np.int64)
+        self.logq = np.log(np.where(q == 0.0, 1.0, q))
+        self.w = t.weight / t.n_problems
+        self.x = np.array(x, dtype=np.int64)
+        self.refresh()
+
+    def refresh(self) -> None:
+        used = self.x > 0
+        self.log_r = self.x[used] @ self.logq[used]
+        self.z = self.x[used] @ self.zero[used]
+        self.r = np.exp(self.log_r) * (self.z == 0)
+
+    def add(self, i: int) -> None:
+        self.x[i] += 1
+        self.log_r += self.logq[i]
+        self.z += self.zero[i]
+        self.r *= self.q[i]
+
+    def remove(self, i: int) -> None:
+        self.x[i] -= 1
+        self.log_r -= self.logq[i]
+        self.z -= self.zero[i]
+        self.r = np.exp(self.log_r) * (self.z == 0)
+
+    def value(self) -> float:
+        return float(self.w @ (1.0 - self.r))
+
+    def without(self, rows: np.ndarray) -> np.ndarray:
+        """R with one sample of each configuration in `rows` removed, shape (len(rows), n_targets)."""
+        return np.exp(self.log_r - self.logq[rows]) * ((self.z - self.zero[rows]) == 0)
+
+
+def _greedy(st: _State, budget: float, costs: np.ndarray) -> int:
+    """Add samples by best marginal gain per cost while any fits (lazy: gains only shrink, f is DR-submodular)."""
+    spent = float(costs @ st.x)
+    bound = st.p @ (st.w * st.r) / costs
+    added = 0
+    while True:
+        fits = costs <= budget - spent + 1e-9
+        if not fits.any():
+            return added
+        cand = np.where(fits, bound, -np.inf)
+        while True:
+            i = int(np.argmax(cand))
+            cand[i] = bound[i] = float((st.w * st.r) @ st.p[i]) / costs[i]
+            if int(np.argmax(cand)) == i:
+                break
+        st.add(i)
+        spent += costs[i]
+        added += 1
+
+
+def _exchange(st: _State, budget: float, costs: np.ndarray) -> int:
+    """Steepest pairwise exchange (one sample i -> j) until none gains; returns the moves made.
+
+    The gain of moving a sample from i to j is  w.(R^{-i} * p_j) - w.(R^{-i} - R),  computed for every pair
+    in the support x at once as one matrix product.
+    """
+    moves = 0
+    unit = bool(np.all(costs == costs[0]))
+    while True:
+        st.refresh()
+        rows = np.flatnonzero(st.x)
+        r_minus = st.without(rows)
+        loss = (r_minus - st.r) @ st.w
+        delta = (r_minus * st.w) @ st.p.T - loss[:, None]
+        if not unit:
+            spare = budget - float(costs @ st.x)
+            delta[costs[None, :] - costs[rows][:, None] > spare + 1e-9] = -np.inf
+        a, b = np.unravel_index(int(np.argmax(delta)), delta.shape)
+        if delta[a, b] <= _IMPROVES:
+            return moves
+        st.remove(int(rows[a]))
+        st.add(int(b))
+        moves += 1
+        if not unit:
+            moves += _greedy(st, budget, costs)
+
+
+def _greedy_swap(t: Targets, budget: float, rng: np.random.Generator, *, restarts: int = 2,
+                 perturb: float = 0.1) -> tuple[np.ndarray, int, str]:
+    costs = t.costs
+    st = _State(t, np.zeros(t.n_configs, dtype=np.int64))
+    nit = _greedy(st, budget, costs)
+    nit += _exchange(st, budget, costs)
+    best_x, best_f = st.x.copy(), st.value()
+    for _ in range(restarts):
+        x = best_x.copy()
+        # Kick: move a random `perturb` share of the samples to random configurations, then climb again.
+        kick = max(1, int(round(perturb * x.sum())))
+        for i in rng.choice(np.repeat(np.arange(x.size), x), size=min(kick, int(x.sum())), replace=False):
+            x[i] -= 1
+        for i in rng.integers(x.size, size=kick):
+            if costs @ x + costs[i] <= budget + 1e-9:
+                x[i] += 1
+        st = _State(t, x)
+        nit += _greedy(st, budget, costs) + _exchange(st, budget, costs)
+        if st.value() > best_f + _IMPROVES:
+            best_x, best_f = st.x.copy(), st.value()
+    return best_x, nit, f"local optimum under pairwise exchange ({restarts} restarts)"
+
+
+def _hill_climbing(t: Targets, budget: float, rng: np.random.Generator) -> tuple[np.ndarray, int, str]:
+    if np.any(t.costs != 1.0):
+        raise ConfigError("hill_climbing (the paper's algorithm) supports unit costs only")
+    n, c = t.n_configs, int(budget)
+    strategy = rng.integers(n, size=c)
+    st = _State(t, np.bincount(strategy, minlength=n))
+    switches, improved = 0, True
+    while improved:
+        improved = False
+        for pos in range(c):
+            st.remove(int(strategy[pos]))
+            values = (st.w * st.r) @ st.q.T  # failure mass left when this position draws from each config
+            best = int(np.argmin(values))
+            if values[best] < values[strategy[pos]] - _IMPROVES:
+                strategy[pos] = best
+                improved = True
+                switches += 1
+            st.add(int(strategy[pos]))
+    return st.x.copy(), switches, "no single position can be switched to improve f"
+
+
+Solver = Callable[..., tuple[np.ndarray, int, str]]
+_METHODS: dict[str, Solver] = {"greedy_swap": _greedy_swap, "hill_climbing": _hill_climbing}
+
+
+def learn_allocation(data: CountMatrix | ScoreMatrix, budget: float, *, seed: int = 0,
+                     method: str | Solver = "greedy_swap", bound: bool = True,
+                     **options: Any) -> AllocationResult:
+    """Learn how many samples to draw from each configuration to maximize the chance one is correct.
+
+    Maximizes f(pi) = mean_j 1 - prod_i (1 - c_ij/n_ij) ** pi_i (or the expected maximum score for a
+    `ScoreMatrix`) subject to sum_i cost_i * pi_i <= budget with integer pi_i >= 0. With unit costs the budget
+    counts samples and is spent exactly.
+
+    Args:
+        data: correctness counts (or scores) on the training problems.
+        budget: samples per problem C, or cost units when configurations have costs.
+        seed: seeds every random choice (restarts, the paper's random start).
+        method: ``"greedy_swap"`` (default), ``"hill_climbing"`` (the paper's), or a callable
+            ``(targets, budget, rng, **options) -> (x, nit, message)``.
+        bound: compute the certified `upper_bound` (costs a few dozen matrix-vector products).
+        **options: passed to the solver (``greedy_swap``: ``restarts``, ``perturb``).
+
+    Returns:
+        An `AllocationResult`.
+
+    Example:
+        >>> from osca import load_counts, learn_allocation
+        >>> split = load_counts("../shared/data/osca/swebench_agentless.json")
+        >>> res = learn_allocation(split.train, 16)
+        >>> res.allocation.total, round(res.objective, 3)
+        (16, ...)
+    """
+    t = Targets.of(data)
+    budget = _checked_budget(budget, t.costs)
+    if callable(method):
+        solver, name = method, getattr(method, "__name__", "custom")
+    elif method in _METHODS:
+        solver, name = _METHODS[method], method
+    else:
+        raise ConfigError(f"unknown method {method!r} (known: {', '.join(_METHODS)})")
+    try:
+        x, nit, message = solver(t, budget, np.random.default_rng(seed), **options)
+    except TypeError as e:
+        if "unexpected keyword" in str(e):
+            raise ConfigError(f"method {name!r}: {e}") from None
+        raise
+    x = np.asarray(x, dtype=np.int64)
+    st = _State(t, x)
+    return AllocationResult(
+        allocation=Allocation.from_vector(data.names, x), x=x, objective=st.value(),
+        upper_bound=upper_bound(t, x, budget) if bound else float("nan"), budget=budget,
+        spent=float(t.costs @ x), method=name, nit=nit, message=message)
+
+
+def _checked_budget(budget: float, costs: np.ndarray) -> float:
+    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)):
+        raise BudgetError(f"budget must be a number, got {budget!r}")
+    if not budget > 0:
+        raise BudgetError(f"budget must be > 0, got {budget}")
+    if np.all(costs == 1.0) and not float(budget).is_integer():
+        raise BudgetError(f"budget counts samples and must be a whole number, got {budget}")
+    if costs.min() > budget:
+        raise BudgetError(f"budget {budget} is below the cheapest configuration's cost {costs.min()}")
+    return float(budget)
