@@ -136,30 +136,35 @@ def _greedy(st: _State, budget: float, costs: np.ndarray) -> int:
 
 
 def _exchange(st: _State, budget: float, costs: np.ndarray) -> int:
-    """Steepest pairwise exchange (one sample i -> j) until none gains; returns the moves made.
+    """Pairwise exchange (one sample i -> j) until no move gains; returns the moves made.
 
-    The gain of moving a sample from i to j is  w.(R^{-i} * p_j) - w.(R^{-i} - R),  computed for every pair
-    in the support x at once as one matrix product.
+    Configurations in the support are visited in turn; for each, the gain of moving one of its samples to
+    every j at once is  w.(R^{-i} * p_j) - w.(R^{-i} - R)  (one matrix-vector product), and the best move is
+    taken while it gains. A full round without a move is a local optimum under all pairwise exchanges.
     """
     moves = 0
     unit = bool(np.all(costs == costs[0]))
-    while True:
-        st.refresh()
-        rows = np.flatnonzero(st.x)
-        r_minus = st.without(rows)
-        loss = (r_minus - st.r) @ st.w
-        delta = (r_minus * st.w) @ st.p.T - loss[:, None]
+    quiet = 0  # configurations visited since the last move
+    i = 0
+    while quiet < np.count_nonzero(st.x):
+        support = np.flatnonzero(st.x)
+        i = int(support[np.searchsorted(support, i) % support.size])
+        r_minus = st.without(np.array([i]))[0]
+        delta = st.p @ (st.w * r_minus) - float(st.w @ (r_minus - st.r))
         if not unit:
-            spare = budget - float(costs @ st.x)
-            delta[costs[None, :] - costs[rows][:, None] > spare + 1e-9] = -np.inf
-        a, b = np.unravel_index(int(np.argmax(delta)), delta.shape)
-        if delta[a, b] <= _IMPROVES:
-            return moves
-        st.remove(int(rows[a]))
-        st.add(int(b))
-        moves += 1
-        if not unit:
-            moves += _greedy(st, budget, costs)
+            delta[costs - costs[i] > budget - float(costs @ st.x) + 1e-9] = -np.inf
+        j = int(np.argmax(delta))
+        if delta[j] > _IMPROVES:
+            st.remove(i)
+            st.add(j)
+            moves += 1
+            quiet = 0
+            if not unit:
+                moves += _greedy(st, budget, costs)
+        else:
+            quiet += 1
+            i += 1
+    return moves
 
 
 def _greedy_swap(t: Targets, budget: float, rng: np.random.Generator, *, restarts: int = 2,
@@ -185,7 +190,10 @@ def _greedy_swap(t: Targets, budget: float, rng: np.random.Generator, *, restart
     return best_x, nit, f"local optimum under pairwise exchange ({restarts} restarts)"
 
 
-def _hill_climbing(t: Targets, budget: float, rng: np.random.Generator) -> tuple[np.ndarray, int, str]:
+def _hill_climbing(t: Targets, budget: float, rng: np.random.Generator, *,
+                   recompute: bool = False) -> tuple[np.ndarray, int, str]:
+    """The paper's search. `recompute=True` evaluates every candidate's f from scratch, as the released code
+    does (the cost reference in benchmarks/); the default updates R incrementally and takes the same steps."""
     if np.any(t.costs != 1.0):
         raise ConfigError("hill_climbing (the paper's algorithm) supports unit costs only")
     n, c = t.n_configs, int(budget)
@@ -196,7 +204,16 @@ def _hill_climbing(t: Targets, budget: float, rng: np.random.Generator) -> tuple
         improved = False
         for pos in range(c):
             st.remove(int(strategy[pos]))
-            values = (st.w * st.r) @ st.q.T  # failure mass left when this position draws from each config
+            if recompute:
+                # Row s: the whole strategy with this position drawn from s, summed over its configurations.
+                used = np.flatnonzero(st.x)
+                candidates = st.x[used] + (np.arange(n)[:, None] == used).astype(np.int64)
+                fresh = ~np.isin(np.arange(n), used)
+                log_r = candidates @ st.logq[used] + fresh[:, None] * st.logq
+                zeros = candidates @ st.zero[used] + fresh[:, None] * st.zero
+                values = (np.exp(log_r) * (zeros == 0)) @ st.w
+            else:
+                values = (st.w * st.r) @ st.q.T  # failure mass left when this position draws from each config
             best = int(np.argmin(values))
             if values[best] < values[strategy[pos]] - _IMPROVES:
                 strategy[pos] = best
