@@ -1,0 +1,177 @@
+"""The `osca` command line: learn allocations and compare them with baselines.
+
+Bad input ends with a one-line `error: ...` on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .allocation import Allocation
+from .configs import SamplingConfig
+from .counts import CountMatrix, CountSplit, load_counts, read_json
+from .exceptions import BudgetError, DataError, OscaError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="Learn how to split an LLM sample budget across sampling configurations (OSCA).",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True)
+
+CountsArg = Annotated[Path, typer.Argument(help="Count file: the OSCA release format or osca.counts/v1 JSON.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for every random choice (splits, restarts).")]
+ConfigsOpt = Annotated[Path | None, typer.Option(
+    "--configs", help="JSON list of sampling configurations (name, model, cost, ...) to attach by name.")]
+
+
+def parse_budgets(text: str) -> list[int]:
+    """`1-16` (a range) or `2,4,8` (a list) -> budgets; anything else, or a budget <= 0, is an error."""
+    text = text.strip()
+    if m := re.fullmatch(r"(-?\d+)\s*-\s*(-?\d+)", text):
+        lo, hi = int(m[1]), int(m[2])
+        budgets = list(range(lo, hi + 1))
+    elif re.fullmatch(r"-?\d+(\s*,\s*-?\d+)*", text):
+        budgets = [int(b) for b in text.split(",")]
+    else:
+        raise BudgetError(f"--budgets must be a range like 1-16 or a list like 2,4,8, got {text!r}")
+    if not budgets or min(budgets) <= 0:
+        raise BudgetError(f"budgets must be > 0, got {text!r}")
+    return budgets
+
+
+def _load(path: Path, configs: Path | None) -> CountSplit | CountMatrix:
+    data = load_counts(path)
+    if configs is None:
+        return data
+    raw = read_json(configs)
+    if not isinstance(raw, list):
+        raise DataError(f"{configs}: expected a JSON list of configurations")
+    try:
+        richer = [SamplingConfig.model_validate(c) for c in raw]
+    except ValueError as e:
+        raise DataError(f"{configs}: {str(e).splitlines()[0]}") from None
+    if isinstance(data, CountSplit):
+        return CountSplit(data.train.with_configs(richer), data.test.with_configs(richer))
+    return data.with_configs(richer)
+
+
+@app.command()
+def learn(
+    counts: CountsArg,
+    budget: Annotated[float, typer.Option(help="Samples per problem C (cost units when configs have costs).")],
+    seed: SeedOpt = 0,
+    method: Annotated[str, typer.Option(help="greedy_swap (default) or hill_climbing (the paper's).")] = "greedy_swap",
+    configs: ConfigsOpt = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the allocation JSON here.")] = None,
+) -> None:
+    """Learn an allocation on the training part of COUNTS."""
+    from .learn import learn_allocation
+
+    data = _load(counts, configs)
+    train = data.train if isinstance(data, CountSplit) else data
+    res = learn_allocation(train, int(budget) if float(budget).is_integer() else budget, seed=seed, method=method)
+    table = Table(title=f"osca allocation, budget {res.to_dict()['budget']} ({train.n_problems} training problems)")
+    table.add_column("configuration")
+    table.add_column("samples", justify="right")
+    for name, k in sorted(res.allocation.items(), key=lambda kv: -kv[1]):
+        table.add_row(name, str(k))
+    out.print(table)
+    out.print(f"train objective {res.objective:.4f}   certified upper bound {res.upper_bound:.4f}   "
+              f"gap <= {res.gap:.2e}")
+    if output is not None:
+        res.save(output)
+        out.print(f"wrote {output}")
+
+
+def _fmt_alloc(a: Allocation) -> str:
+    return " ".join(f"{n}x{k}" for n, k in sorted(a.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+@app.command()
+def curve(
+    counts: CountsArg,
+    budgets: Annotated[str, typer.Option(help="A range (1-16) or a list (2,4,8).")] = "1-16",
+    default: Annotated[str | None, typer.Option(help="The configuration used without osca.")] = None,
+    split: Annotated[str, typer.Option(
+        help="'given' (the file's train/test parts) or a training FRACTION of a seeded random split.")] = "given",
+    repeats: Annotated[int, typer.Option(help="Random splits to average (seeds seed, seed+1, ...).")] = 1,
+    seed: SeedOpt = 0,
+    configs: ConfigsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of the curves here.")] = None,
+) -> None:
+    """Compare the learned allocation with default pure, optimal pure and uniform at each budget."""
+    from .evaluate import curve as compute_curve
+
+    wanted = parse_budgets(budgets)
+    data = _load(counts, configs)
+    if repeats < 1:
+        raise DataError(f"--repeats must be >= 1, got {repeats}")
+    if split == "given":
+        if not isinstance(data, CountSplit):
+            raise DataError(f"{counts}: has no train/test parts; use --split FRACTION")
+        splits = [data]
+        protocol = "in-sample (test = train), as released" if data.in_sample else "the file's train/test parts"
+    else:
+        try:
+            fraction = float(split)
+        except ValueError:
+            raise DataError(f"--split must be 'given' or a fraction in (0, 1), got {split!r}") from None
+        pool = data.pool() if isinstance(data, CountSplit) else data
+        splits = [pool.split(fraction, seed + r) for r in range(repeats)]
+        protocol = (f"seeded random split, {fraction:.0%} train / {1 - fraction:.0%} test, "
+                    f"averaged over {repeats} seed{'s' * (repeats > 1)}")
+    with Progress(TextColumn("learning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
+        task = bar.add_task("", total=len(wanted) * len(splits))
+        rows = compute_curve(splits, wanted, default=default, seed=seed, on_step=lambda: bar.advance(task))
+    if as_json:
+        print(json.dumps({"protocol": protocol, "rows": [r.to_dict() for r in rows]}, indent=2))
+    else:
+        _print_curve(rows, protocol, default, splits[0].test.n_problems)
+    if plot is not None:
+        from .plot import plot_curve
+
+        plot_curve(rows, plot, title=f"{counts.name}: {protocol}", default=default)
+        if not as_json:
+            out.print(f"wrote {plot}")
+
+
+def _print_curve(rows, protocol: str, default: str | None, n_test: int) -> None:
+    table = Table(title=f"expected pass@C on {n_test} test problems, {protocol}", title_justify="left")
+    for col in ["C", f"default ({default})" if default else None, "optimal pure", "uniform", "osca",
+                "osca 95% CI", "train", "gap", "osca allocation"]:
+        if col is not None:
+            table.add_column(col, justify="left" if col in ("optimal pure", "osca allocation") else "right")
+    for r in rows:
+        cells = [str(r.budget)]
+        if default:
+            cells.append(f"{r.default_test:.4f}")
+        cells += [f"{r.optimal_pure_test:.4f} {r.optimal_pure_config}", f"{r.uniform_test:.4f}",
+                  f"[bold]{r.osca_test:.4f}[/bold]", f"{r.osca_ci[0]:.3f}-{r.osca_ci[1]:.3f}",
+                  f"{r.osca_train:.4f}", f"{r.gap:.1e}", _fmt_alloc(r.allocation)]
+        table.add_row(*cells)
+    out.print(table)
+    flagged = sorted({n for r in rows for n in r.extrapolated})
+    if flagged:
+        out.print(f"[yellow]note:[/yellow] some allocations exceed the recorded runs of {', '.join(flagged)}; "
+                  "those use the plug-in estimate (1 - c/n)^k instead of the unbiased one")
+
+
+def main() -> None:
+    """Console entry point: osca's own errors become one line and exit code 2."""
+    try:
+        app()
+    except OscaError as e:
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
