@@ -86,6 +86,7 @@ class _State:
         self.zero = (q == 0.0).astype(np.int64)
         self.logq = np.log(np.where(q == 0.0, 1.0, q))
         self.w = t.weight / t.n_problems
+        self.wp = self.p * self.w  # w_k p_ik: the gain of one more sample of i is R . wp_i
         self.x = np.array(x, dtype=np.int64)
         self.refresh()
 
@@ -119,15 +120,21 @@ def _greedy(st: _State, budget: float, costs: np.ndarray) -> int:
     """Add samples by best marginal gain per cost while any fits (lazy: gains only shrink, f is DR-submodular)."""
     spent = float(costs @ st.x)
     bound = st.p @ (st.w * st.r) / costs
+    unit = bool(np.all(costs == costs[0]))
     added = 0
     while True:
-        fits = costs <= budget - spent + 1e-9
-        if not fits.any():
-            return added
-        cand = np.where(fits, bound, -np.inf)
+        if unit:
+            if spent + costs[0] > budget + 1e-9:
+                return added
+            cand = bound
+        else:
+            fits = costs <= budget - spent + 1e-9
+            if not fits.any():
+                return added
+            cand = np.where(fits, bound, -np.inf)
         while True:
             i = int(np.argmax(cand))
-            cand[i] = bound[i] = float((st.w * st.r) @ st.p[i]) / costs[i]
+            cand[i] = bound[i] = float(st.r @ st.wp[i]) / costs[i]
             if int(np.argmax(cand)) == i:
                 break
         st.add(i)

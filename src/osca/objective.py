@@ -205,12 +205,27 @@ def _frank_wolfe_bound(t: Targets, x: np.ndarray, budget: float, q_zero: float, 
 
 
 def _line_search(w: np.ndarray, log_r: np.ndarray, slope: np.ndarray, cap: float) -> float:
-    """argmax over s in [0, cap] of sum_k w_k (1 - exp(log_r_k + s * slope_k)) (concave in s), by bisection."""
-    derivative = lambda s: -float(w @ (np.exp(log_r + s * slope) * slope))  # noqa: E731
-    if derivative(cap) >= 0:
+    """argmax over s in [0, cap] of sum_k w_k (1 - exp(log_r_k + s * slope_k)), a concave function of s:
+    safeguarded Newton steps on its derivative, falling back to bisection."""
+
+    def derivatives(s: float) -> tuple[float, float]:
+        e = w * np.exp(log_r + s * slope) * slope
+        return -float(e.sum()), -float(e @ slope)
+
+    d1, _ = derivatives(cap)
+    if d1 >= 0:
         return cap
-    lo, hi = 0.0, cap
-    for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if derivative(mid) > 0 else (lo, mid)
-    return lo
+    lo, hi, s = 0.0, cap, 0.0
+    for _ in range(50):
+        d1, d2 = derivatives(s)
+        if d1 > 0:
+            lo = s
+        else:
+            hi = s
+        if hi - lo <= 1e-9 * cap:
+            break
+        newton = s - d1 / d2 if d2 < 0 else np.inf
+        if abs(newton - s) <= 1e-12 * cap:
+            return float(newton)
+        s = newton if lo < newton < hi else 0.5 * (lo + hi)
+    return s
