@@ -14,7 +14,7 @@ SWEBENCH = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "os
             / "swebench_agentless.json").resolve()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def swebench_path() -> Path:
     """The count file released with the OSCA paper (LeiLiLab/OSCA `swebench_agentless.json`)."""
     if not SWEBENCH.is_file():

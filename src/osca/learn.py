@@ -116,11 +116,16 @@ class _State:
         return np.exp(self.log_r - self.logq[rows]) * ((self.z - self.zero[rows]) == 0)
 
 
-def _greedy(st: _State, budget: float, costs: np.ndarray) -> int:
-    """Add samples by best marginal gain per cost while any fits (lazy: gains only shrink, f is DR-submodular)."""
+def _greedy(st: _State, budget: float, costs: np.ndarray, *, per_cost: bool = True) -> int:
+    """Add samples by best marginal gain (per cost, or plain) while any fits.
+
+    Lazy: a configuration's gain only shrinks as samples are added (f is DR-submodular), so a stale gain is an
+    upper bound and only the top candidate needs recomputing.
+    """
     spent = float(costs @ st.x)
-    bound = st.p @ (st.w * st.r) / costs
     unit = bool(np.all(costs == costs[0]))
+    scale = costs if per_cost else np.ones_like(costs)
+    bound = st.p @ (st.w * st.r) / scale
     added = 0
     while True:
         if unit:
@@ -134,7 +139,7 @@ def _greedy(st: _State, budget: float, costs: np.ndarray) -> int:
             cand = np.where(fits, bound, -np.inf)
         while True:
             i = int(np.argmax(cand))
-            cand[i] = bound[i] = float(st.r @ st.wp[i]) / costs[i]
+            cand[i] = bound[i] = float(st.r @ st.wp[i]) / scale[i]
             if int(np.argmax(cand)) == i:
                 break
         st.add(i)
@@ -175,26 +180,37 @@ def _exchange(st: _State, budget: float, costs: np.ndarray) -> int:
 
 
 def _greedy_swap(t: Targets, budget: float, rng: np.random.Generator, *, restarts: int = 2,
-                 perturb: float = 0.1) -> tuple[np.ndarray, int, str]:
+                 perturb: float = 0.1, seeds: int = 8) -> tuple[np.ndarray, int, str]:
     costs = t.costs
-    st = _State(t, np.zeros(t.n_configs, dtype=np.int64))
-    nit = _greedy(st, budget, costs)
-    nit += _exchange(st, budget, costs)
-    best_x, best_f = st.x.copy(), st.value()
-    for _ in range(restarts):
-        x = best_x.copy()
-        # Kick: move a random `perturb` share of the samples to random configurations, then climb again.
-        kick = max(1, int(round(perturb * x.sum())))
-        for i in rng.choice(np.repeat(np.arange(x.size), x), size=min(kick, int(x.sum())), replace=False):
-            x[i] -= 1
-        for i in rng.integers(x.size, size=kick):
-            if costs @ x + costs[i] <= budget + 1e-9:
-                x[i] += 1
+    n = t.n_configs
+    empty = np.zeros(n, dtype=np.int64)
+    starts = [(empty, True)]
+    if not np.all(costs == costs[0]):
+        # Gain per cost alone can keep trading one expensive, decisive sample for several cheap ones that
+        # one-for-one exchanges never undo: also start from plain-gain greedy and from each of the `seeds`
+        # best single samples (the classic fixes for knapsack-constrained submodular maximization).
+        first = t.p @ t.weight
+        starts.append((empty, False))
+        starts += [(np.eye(n, dtype=np.int64)[j], True) for j in np.argsort(-first, kind="stable")[:seeds]
+                   if costs[j] <= budget]
+    best_x, best_f, nit = empty, -np.inf, 0
+    for k in range(len(starts) + restarts):
+        if k < len(starts):
+            x, per_cost = starts[k][0].copy(), starts[k][1]
+        else:
+            # Kick: move a random `perturb` share of the samples to random configurations, then climb again.
+            x, per_cost = best_x.copy(), True
+            kick = max(1, int(round(perturb * x.sum())))
+            for i in rng.choice(np.repeat(np.arange(n), x), size=min(kick, int(x.sum())), replace=False):
+                x[i] -= 1
+            for i in rng.integers(n, size=kick):
+                if costs @ x + costs[i] <= budget + 1e-9:
+                    x[i] += 1
         st = _State(t, x)
-        nit += _greedy(st, budget, costs) + _exchange(st, budget, costs)
+        nit += _greedy(st, budget, costs, per_cost=per_cost) + _exchange(st, budget, costs)
         if st.value() > best_f + _IMPROVES:
             best_x, best_f = st.x.copy(), st.value()
-    return best_x, nit, f"local optimum under pairwise exchange ({restarts} restarts)"
+    return best_x, nit, f"local optimum under pairwise exchange ({len(starts)} starts, {restarts} restarts)"
 
 
 def _hill_climbing(t: Targets, budget: float, rng: np.random.Generator, *,
@@ -289,6 +305,8 @@ def _checked_budget(budget: float, costs: np.ndarray) -> float:
         raise BudgetError(f"budget must be a number, got {budget!r}")
     if not budget > 0:
         raise BudgetError(f"budget must be > 0, got {budget}")
+    if not np.isfinite(budget):
+        raise BudgetError(f"budget must be finite, got {budget}")
     if np.all(costs == 1.0) and not float(budget).is_integer():
         raise BudgetError(f"budget counts samples and must be a whole number, got {budget}")
     if costs.min() > budget:

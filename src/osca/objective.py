@@ -117,8 +117,13 @@ def objective(data: CountMatrix | ScoreMatrix | Targets, allocation: np.ndarray)
         allocation: samples per configuration, shape (n_configs,); real values give the concave relaxation.
 
     Example:
-        The paper's two-problem illustration: config A solves problem 1 w.p. 0.9 and problem 2 w.p. 0.0,
-        config B w.p. 0.0 / 0.3 ... (see tests/test_objective.py).
+        Config A solves problem 1 in 3 of 4 runs and never problem 2; config B solves each in 1 of 4 runs.
+        One sample of each: problem 1 fails with (1/4)(3/4), problem 2 with 1 * (3/4), so
+        f = 1 - (3/16 + 12/16) / 2 = 0.53125.
+
+        >>> m = CountMatrix(("A", "B"), ("p1", "p2"), [[3, 0], [1, 1]], [4, 4])
+        >>> objective(m, [1, 1])
+        0.53125
     """
     t = Targets.of(data)
     return float(t.weight @ (1.0 - _failure(t, np.asarray(allocation, dtype=float))) / t.n_problems)
