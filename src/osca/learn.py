@@ -24,7 +24,7 @@ import numpy as np
 from .allocation import Allocation
 from .counts import CountMatrix, ScoreMatrix
 from .exceptions import BudgetError, ConfigError
-from .objective import Targets, upper_bound
+from .objective import Targets, objective, upper_bound
 
 __all__ = ["AllocationResult", "learn_allocation"]
 
@@ -73,20 +73,27 @@ class AllocationResult:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
+class _Tables:
+    """Per-data constants of the search: p, q = 1 - p, log q (0 where q = 0), the q = 0 cells, weights."""
+
+    def __init__(self, t: Targets) -> None:
+        self.p = t.p
+        self.q = 1.0 - self.p
+        self.zero = (self.q == 0.0).astype(np.int64)
+        self.logq = np.log(np.where(self.q == 0.0, 1.0, self.q))
+        self.w = t.weight / t.n_problems
+        self.wp = self.p * self.w  # w_k p_ik: the gain of one more sample of i is R . wp_i
+
+
 class _State:
     """Failure products R_k = prod_i q_ik ** x_i kept up to date as single samples are added and removed.
 
     Zero-failure cells (q = 0) are counted apart from the log-product so that removing a sample is exact.
     """
 
-    def __init__(self, t: Targets, x: np.ndarray) -> None:
-        self.p = t.p
-        q = 1.0 - self.p
-        self.q = q
-        self.zero = (q == 0.0).astype(np.int64)
-        self.logq = np.log(np.where(q == 0.0, 1.0, q))
-        self.w = t.weight / t.n_problems
-        self.wp = self.p * self.w  # w_k p_ik: the gain of one more sample of i is R . wp_i
+    def __init__(self, tables: _Tables, x: np.ndarray) -> None:
+        self.p, self.q, self.zero, self.logq = tables.p, tables.q, tables.zero, tables.logq
+        self.w, self.wp = tables.w, tables.wp
         self.x = np.array(x, dtype=np.int64)
         self.refresh()
 
@@ -193,6 +200,7 @@ def _greedy_swap(t: Targets, budget: float, rng: np.random.Generator, *, restart
         starts.append((empty, False))
         starts += [(np.eye(n, dtype=np.int64)[j], True) for j in np.argsort(-first, kind="stable")[:seeds]
                    if costs[j] <= budget]
+    tables = _Tables(t)
     best_x, best_f, nit = empty, -np.inf, 0
     for k in range(len(starts) + restarts):
         if k < len(starts):
@@ -206,7 +214,7 @@ def _greedy_swap(t: Targets, budget: float, rng: np.random.Generator, *, restart
             for i in rng.integers(n, size=kick):
                 if costs @ x + costs[i] <= budget + 1e-9:
                     x[i] += 1
-        st = _State(t, x)
+        st = _State(tables, x)
         nit += _greedy(st, budget, costs, per_cost=per_cost) + _exchange(st, budget, costs)
         if st.value() > best_f + _IMPROVES:
             best_x, best_f = st.x.copy(), st.value()
@@ -221,7 +229,7 @@ def _hill_climbing(t: Targets, budget: float, rng: np.random.Generator, *,
         raise ConfigError("hill_climbing (the paper's algorithm) supports unit costs only")
     n, c = t.n_configs, int(budget)
     strategy = rng.integers(n, size=c)
-    st = _State(t, np.bincount(strategy, minlength=n))
+    st = _State(_Tables(t), np.bincount(strategy, minlength=n))
     switches, improved = 0, True
     while improved:
         improved = False
@@ -293,9 +301,8 @@ def learn_allocation(data: CountMatrix | ScoreMatrix, budget: float, *, seed: in
             raise ConfigError(f"method {name!r}: {e}") from None
         raise
     x = np.asarray(x, dtype=np.int64)
-    st = _State(t, x)
     return AllocationResult(
-        allocation=Allocation.from_vector(data.names, x), x=x, objective=st.value(),
+        allocation=Allocation.from_vector(data.names, x), x=x, objective=objective(t, x),
         upper_bound=upper_bound(t, x, budget) if bound else float("nan"), budget=budget,
         spent=float(t.costs @ x), method=name, nit=nit, message=message)
 
