@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -150,7 +151,8 @@ def curve(splits: Sequence[CountSplit], budgets: Sequence[int], *, default: str 
     single configuration on the training part at this budget), and the uniform mix.
 
     Args:
-        splits: train/test splits (several: results are averaged, as for seeded random splits).
+        splits: train/test splits (several: results are averaged, as for seeded random splits; the allocation
+            shown and the optimal pure configuration's name are the first split's / the most frequent).
         budgets: samples per problem C.
         default: name of the configuration a user would call without osca.
         seed: seeds the learner.
@@ -162,28 +164,44 @@ def curve(splits: Sequence[CountSplit], budgets: Sequence[int], *, default: str 
         splits[0].train.index(default)  # an unknown name fails before any work
     rows = []
     for budget in budgets:
-        runs: list[tuple[AllocationResult, Estimate, Estimate, Estimate, Estimate | None, str]] = []
+        runs = []
         for split in splits:
             res = learn_allocation(split.train, budget, seed=seed)
             pure = _best_pure(split.train, budget)
             test = split.test
-            runs.append((res, expected_pass(test, res.x), expected_pass(test, _only(test, pure, budget)),
-                         uniform_pass(test, budget),
-                         None if default is None else expected_pass(test, _only(test, test.index(default), budget)),
-                         test.names[pure]))
+            runs.append(_SplitRun(
+                res, expected_pass(test, res.x), expected_pass(test, _only(test, pure, budget)),
+                uniform_pass(test, budget),
+                None if default is None else expected_pass(test, _only(test, test.index(default), budget)),
+                test.names[pure]))
             if on_step:
                 on_step()
-        mean = lambda k: float(np.mean([r[k].value for r in runs]))  # noqa: E731
-        first = runs[0][0]
-        picks = [r[5] for r in runs]
+        picks = [r.pure_config for r in runs]
+        estimates = [e for r in runs for e in (r.osca, r.pure, r.uniform, r.default) if e is not None]
         rows.append(CurveRow(
-            budget=budget, osca_test=mean(1), osca_train=float(np.mean([r[0].objective for r in runs])),
-            osca_ci=bootstrap_ci([r[1].per_problem for r in runs], seed=seed), allocation=first.allocation,
-            upper_bound=float(np.mean([r[0].upper_bound for r in runs])), optimal_pure_test=mean(2),
-            optimal_pure_config=max(set(picks), key=picks.count), uniform_test=mean(3),
-            default_test=None if default is None else mean(4),
-            extrapolated=tuple(sorted({n for r in runs for e in r[1:5] if e is not None for n in e.extrapolated}))))
+            budget=budget, osca_test=_mean(r.osca.value for r in runs),
+            osca_train=_mean(r.learned.objective for r in runs),
+            osca_ci=bootstrap_ci([r.osca.per_problem for r in runs], seed=seed),
+            allocation=runs[0].learned.allocation, upper_bound=_mean(r.learned.upper_bound for r in runs),
+            optimal_pure_test=_mean(r.pure.value for r in runs),
+            optimal_pure_config=max(picks, key=picks.count),  # most frequent; ties: first split
+            uniform_test=_mean(r.uniform.value for r in runs),
+            default_test=None if default is None else _mean(r.default.value for r in runs),
+            extrapolated=tuple(sorted({n for e in estimates for n in e.extrapolated}))))
     return rows
+
+
+class _SplitRun(NamedTuple):
+    learned: AllocationResult
+    osca: Estimate
+    pure: Estimate
+    uniform: Estimate
+    default: Estimate | None
+    pure_config: str
+
+
+def _mean(values) -> float:
+    return float(np.mean(list(values)))
 
 
 def _only(data: CountMatrix | ScoreMatrix, i: int, budget: int) -> np.ndarray:

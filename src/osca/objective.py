@@ -129,9 +129,15 @@ def objective(data: CountMatrix | ScoreMatrix | Targets, allocation: np.ndarray)
     return float(t.weight @ (1.0 - _failure(t, np.asarray(allocation, dtype=float))) / t.n_problems)
 
 
+def _q(t: Targets, q_zero: float) -> np.ndarray:
+    """q = 1 - p, with `q_zero` in place of exact zeros when it is positive."""
+    q = 1.0 - t.p
+    return np.where(q == 0.0, q_zero, q) if q_zero else q
+
+
 def _linear_bound(t: Targets, x: np.ndarray, budget: float, q_zero: float) -> tuple[float, np.ndarray]:
     """f(x) + max over the budget polytope of g.(v - x), with g the gradient of the eps-relaxed f at x."""
-    q = np.where(t.p == 1.0, q_zero, 1.0 - t.p) if q_zero else 1.0 - t.p
+    q = _q(t, q_zero)
     r = _failure(t, x, q_zero)
     wr = t.weight * r / t.n_problems
     g = -np.log(q) @ wr
@@ -175,7 +181,7 @@ def upper_bound(data: CountMatrix | ScoreMatrix | Targets, allocation: np.ndarra
 
 def _frank_wolfe_bound(t: Targets, x: np.ndarray, budget: float, q_zero: float, iterations: int) -> float:
     """Smallest first-order bound over pairwise Frank-Wolfe iterates of the relaxed problem from x."""
-    q = np.where(t.p == 1.0, q_zero, 1.0 - t.p) if q_zero else 1.0 - t.p
+    q = _q(t, q_zero)
     logq = np.log(q)
     w = t.weight / t.n_problems
     c = t.costs
