@@ -21,7 +21,7 @@ from .exceptions import BudgetError
 from .learn import AllocationResult, learn_allocation
 from .objective import Targets, objective
 
-__all__ = ["CurveRow", "Estimate", "bootstrap_ci", "curve", "expected_pass", "uniform_pass"]
+__all__ = ["CurveRow", "Estimate", "best_pure", "bootstrap_ci", "curve", "expected_pass", "uniform_pass"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,9 +138,10 @@ class CurveRow:
         }
 
 
-def _best_pure(train: CountMatrix | ScoreMatrix, budget: int) -> int:
+def best_pure(train: CountMatrix | ScoreMatrix, budget: int) -> str:
+    """The single configuration whose `budget` samples score best on `train` (the optimal pure baseline)."""
     values = [objective(train, np.eye(train.n_configs, dtype=int)[i] * budget) for i in range(train.n_configs)]
-    return int(np.argmax(values))
+    return train.names[int(np.argmax(values))]
 
 
 def curve(splits: Sequence[CountSplit], budgets: Sequence[int], *, default: str | None = None, seed: int = 0,
@@ -167,13 +168,13 @@ def curve(splits: Sequence[CountSplit], budgets: Sequence[int], *, default: str 
         runs = []
         for split in splits:
             res = learn_allocation(split.train, budget, seed=seed)
-            pure = _best_pure(split.train, budget)
+            pure = best_pure(split.train, budget)
             test = split.test
             runs.append(_SplitRun(
-                res, expected_pass(test, res.x), expected_pass(test, _only(test, pure, budget)),
+                res, expected_pass(test, res.x), expected_pass(test, _only(test, test.index(pure), budget)),
                 uniform_pass(test, budget),
                 None if default is None else expected_pass(test, _only(test, test.index(default), budget)),
-                test.names[pure]))
+                pure))
             if on_step:
                 on_step()
         picks = [r.pure_config for r in runs]
