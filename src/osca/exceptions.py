@@ -3,14 +3,16 @@
     OscaError
      ├── ConfigError       bad configuration, unknown configuration name
      ├── DataError         malformed counts / allocation files, inconsistent matrices
-     └── BudgetError       a budget that cannot be spent (<= 0, smaller than any configuration's cost)
-
-Later layers (sampling, sandboxes, verification) add their own subclasses of `OscaError` here.
+     ├── BudgetError       a budget that cannot be spent (<= 0, smaller than any configuration's cost)
+     └── SandboxError      the sandbox could not run a job (not: the candidate failed its tests)
+          ├── SandboxUnavailable   no Docker daemon answers
+          └── ImageMissing         the sandbox image is not built (the message names the command that builds it)
 """
 
 from __future__ import annotations
 
-__all__ = ["BudgetError", "ConfigError", "DataError", "OscaError"]
+__all__ = ["BudgetError", "ConfigError", "DataError", "ImageMissing", "OscaError", "SandboxError",
+           "SandboxUnavailable"]
 
 
 class OscaError(Exception):
@@ -27,3 +29,15 @@ class DataError(OscaError, ValueError):
 
 class BudgetError(OscaError, ValueError):
     """The sample budget is not a positive amount that at least one configuration fits into."""
+
+
+class SandboxError(OscaError):
+    """The sandbox itself failed (daemon, image, container start); says nothing about the candidate."""
+
+
+class SandboxUnavailable(SandboxError):
+    """No Docker daemon answers; the message says how to start one."""
+
+
+class ImageMissing(SandboxError):
+    """The sandbox image is absent; osca never pulls implicitly, the message names the build command."""
