@@ -1,0 +1,159 @@
+"""Verifiers: run a candidate against tests in the sandbox and say, honestly, whether it passed.
+
+A verdict is `passed` only when the sandbox's runner reported back, the test process exited 0, and every
+expected test id appears in the report as passed. Anything less is one of the other statuses:
+
+    failed        some expected test failed or errored
+    timeout       a test hit its time limit, or the job hit the wall clock
+    oom           the job was killed for memory
+    setup_failed  the tests could not even be collected (import error, syntax error in the candidate)
+    no_report     the report is missing or partial (e.g. the candidate called os._exit before the tests ran)
+    error         the verdict cannot be trusted otherwise (report says pass, exit code says no)
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from .exceptions import ConfigError
+from .sandbox.container import DockerSandbox, Job, JobResult
+
+__all__ = ["Status", "UnitTestVerifier", "Verdict", "Verifier", "expected_test_ids"]
+
+
+class Status(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    OOM = "oom"
+    SETUP_FAILED = "setup_failed"
+    NO_REPORT = "no_report"
+    ERROR = "error"
+
+
+class Verdict(BaseModel):
+    """The outcome of verifying one candidate."""
+
+    status: Status
+    tests: dict[str, str] = Field(default_factory=dict)
+    """Per-test outcome as reported: passed, failed, error, skipped, timeout (missing ones: `missing`)."""
+    missing: list[str] = Field(default_factory=list)
+    """Expected test ids absent from the report."""
+    duration: float = 0.0
+    detail: str = ""
+    """Why the status is what it is, and the tail of the test output."""
+
+    @property
+    def passed(self) -> bool:
+        return self.status is Status.PASSED
+
+    @property
+    def n_passed(self) -> int:
+        return sum(outcome == "passed" for outcome in self.tests.values())
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """Anything that turns a candidate (source text) into a `Verdict`."""
+
+    def verify(self, candidate: str) -> Verdict: ...
+
+    async def averify(self, candidate: str) -> Verdict: ...
+
+
+TESTS_FILE = "test_solution.py"
+
+
+def expected_test_ids(test_source: str, filename: str = TESTS_FILE) -> list[str]:
+    """pytest ids of the tests a file defines (`file::test_f`, `file::TestC::test_m`), read with `ast` only:
+    the test file is never executed on the host."""
+    try:
+        tree = ast.parse(test_source)
+    except SyntaxError as e:
+        raise ConfigError(f"test source does not parse: {e}") from None
+    ids = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
+            ids.append(f"{filename}::{node.name}")
+        elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+            ids += [f"{filename}::{node.name}::{m.name}" for m in node.body
+                    if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and m.name.startswith("test")]
+    return ids
+
+
+def judge(result: JobResult, expected: list[str]) -> Verdict:
+    """Turn a sandbox job's result into a verdict (see the module docstring for the rules)."""
+    tail = result.output[-2000:]
+
+    def verdict(status: Status, why: str, tests: dict[str, str] | None = None, missing=()) -> Verdict:
+        return Verdict(status=status, tests=tests or {}, missing=list(missing), duration=result.duration,
+                       detail=f"{why}\n{tail}".strip())
+
+    if result.timed_out or result.host_killed:
+        return verdict(Status.TIMEOUT, "the job ran past its wall clock and was killed", result.tests)
+    if result.oom_killed or (result.signal == 9 and result.runner_ok):
+        return verdict(Status.OOM, "the job was killed for memory", result.tests)
+    if not result.runner_ok:
+        return verdict(Status.NO_REPORT, "the sandbox runner's result never arrived")
+    tests = result.tests
+    if tests is None:
+        if result.exit_code in (2, 3, 4) and ("ERROR collecting" in tail or "Error" in tail):
+            return verdict(Status.SETUP_FAILED, "the tests could not be collected")
+        return verdict(Status.NO_REPORT, f"no test report ({result.report_error})")
+    if "collection_error" in tests.values() or any(t.startswith("<collection>") for t in tests) or (
+            result.exit_code == 2 and not tests):
+        return verdict(Status.SETUP_FAILED, "the tests could not be collected", tests)
+    if any(outcome == "timeout" for outcome in tests.values()):
+        return verdict(Status.TIMEOUT, "a test ran past its time limit", tests)
+    missing = [e for e in expected if not any(t == e or t.startswith(e + "[") for t in tests)]
+    if missing:
+        return verdict(Status.NO_REPORT, f"{len(missing)} expected test(s) missing from the report", tests, missing)
+    mine = {t: o for t, o in tests.items() if any(t == e or t.startswith(e + "[") for e in expected)}
+    if any(outcome in ("failed", "error") for outcome in mine.values()):
+        return verdict(Status.FAILED, "some tests failed", tests)
+    if any(outcome != "passed" for outcome in mine.values()):
+        return verdict(Status.FAILED, "some tests were skipped", tests)
+    if result.exit_code != 0:
+        return verdict(Status.ERROR, f"the report says pass but pytest exited {result.exit_code}", tests)
+    return verdict(Status.PASSED, f"{len(mine)} tests passed", tests)
+
+
+class UnitTestVerifier:
+    """Runs pytest tests against a candidate module in the sandbox.
+
+    The candidate is saved as `solution.py` beside the tests (`test_solution.py`), so tests import it with
+    `from solution import f`.
+
+    Args:
+        tests: pytest source.
+        sandbox: where to run (default: a fresh hardened container per verification).
+        timeout: seconds per test (pytest-timeout).
+        wall_clock: seconds for the whole run, collection included.
+    """
+
+    def __init__(self, tests: str, *, sandbox: DockerSandbox | None = None, timeout: float = 10.0,
+                 wall_clock: float = 60.0) -> None:
+        self.tests = tests
+        self.expected = expected_test_ids(tests)
+        if not self.expected:
+            raise ConfigError("the test source defines no test functions (test_* / Test*.test_*)")
+        self.sandbox = sandbox or DockerSandbox()
+        self.timeout = timeout
+        self.wall_clock = wall_clock
+
+    def job(self, candidate: str) -> Job:
+        argv = ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "junit_family=xunit1",
+                f"--junitxml={{report}}", f"--timeout={self.timeout:g}", "--timeout-method=signal", TESTS_FILE]
+        return Job(files={"solution.py": candidate, TESTS_FILE: self.tests}, argv=argv,
+                   wall_clock=self.wall_clock, junit=True)
+
+    def verify(self, candidate: str) -> Verdict:
+        return judge(self.sandbox.run(self.job(candidate)), self.expected)
+
+    async def averify(self, candidate: str) -> Verdict:
+        return await asyncio.to_thread(self.verify, candidate)
