@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..exceptions import SandboxError
 from .image import docker_client, ensure_image
 
-__all__ = ["LABEL", "DockerSandbox", "Job", "JobResult", "Limits"]
+__all__ = ["LABEL", "DockerSandbox", "Job", "JobResult", "Limits", "hardening"]
 
 LABEL = "osca.sandbox"
 _RUNNER = Path(__file__).with_name("_runner.py")
@@ -134,7 +134,7 @@ class DockerSandbox:
             self._stage(staging, job)
             container = client.containers.create(image, command=["python3", "-I", "/job/runner.py"],
                                                  environment={"OSCA_NONCE": nonce},
-                                                 **self._hardening(staging))
+                                                 **hardening(self.limits, staging))
             container.start()
             host_killed = False
             try:
@@ -175,22 +175,23 @@ class DockerSandbox:
         for p in [staging, *staging.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)
 
-    def _hardening(self, staging: Path) -> dict[str, Any]:
-        from docker.types import LogConfig, Mount, Ulimit
+def hardening(limits: Limits, staging: Path, *, user: str = "1000:1000", cap_add: tuple[str, ...] = (),
+              scratch_owner: str = "mode=1777") -> dict[str, Any]:
+    """`containers.create` keyword arguments shared by one-shot and pool containers (module docstring)."""
+    from docker.types import LogConfig, Mount, Ulimit
 
-        lim = self.limits
-        return dict(
-            # Not /scratch: Docker creates a working directory as root 0755, hiding the tmpfs mode.
-            user="1000:1000", working_dir="/job", network_mode="none", read_only=True,
-            tmpfs={"/scratch": f"size={lim.scratch},mode=1777", "/tmp": "size=16m,mode=1777"},
-            mounts=[Mount("/job", str(staging), type="bind", read_only=True)],
-            cap_drop=["ALL"], security_opt=["no-new-privileges"], init=True,
-            mem_limit=lim.memory, memswap_limit=lim.memory, nano_cpus=int(lim.cpus * 1e9),
-            pids_limit=lim.pids,
-            ulimits=[Ulimit(name="fsize", soft=lim.file_size, hard=lim.file_size),
-                     Ulimit(name="nofile", soft=lim.open_files, hard=lim.open_files)],
-            log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
-            labels={LABEL: "1"}, detach=True)
+    return dict(
+        # Not /scratch: Docker creates a working directory as root 0755, hiding the tmpfs mode.
+        user=user, working_dir="/job", network_mode="none", read_only=True,
+        tmpfs={"/scratch": f"size={limits.scratch},{scratch_owner}", "/tmp": "size=16m,mode=1777"},
+        mounts=[Mount("/job", str(staging), type="bind", read_only=True)],
+        cap_drop=["ALL"], cap_add=list(cap_add) or None, security_opt=["no-new-privileges"], init=True,
+        mem_limit=limits.memory, memswap_limit=limits.memory, nano_cpus=int(limits.cpus * 1e9),
+        pids_limit=limits.pids,
+        ulimits=[Ulimit(name="fsize", soft=limits.file_size, hard=limits.file_size),
+                 Ulimit(name="nofile", soft=limits.open_files, hard=limits.open_files)],
+        log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+        labels={LABEL: "1"}, detach=True)
 
 
 def _parse_result(logs: str, nonce: str, *, host_killed: bool, oom: bool) -> JobResult:
