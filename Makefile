@@ -1,11 +1,12 @@
 # The two commands the README promises: `make demo` and `make test`. Each sets itself up from nothing but
-# Python 3.11 + pip (a .venv in the repo root, filled by uv from PyPI).
+# Python 3.11 + pip (a .venv in the repo root, filled by uv from PyPI). `make test` also needs root (it starts
+# Docker and builds the sandbox image, see `sandbox`); `make demo` needs no Docker.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup sandbox clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -18,7 +19,13 @@ demo: setup
 	$(BIN)/osca curve $(DATA)/osca/swebench_agentless.json --budgets 1-16 --default gpt4o_0.8 --split given --plot swebench_curve.png
 	$(BIN)/osca curve $(DATA)/osca/swebench_agentless.json --budgets 1-16 --default gpt4o_0.8 --split 0.3 --repeats 5 --plot swebench_curve_split.png
 
-test: setup
+# The sandbox tests need a Docker engine and the sandbox image: start/install the engine (root; a no-op when
+# Docker answers), then build the image offline (a no-op when this recipe's image is already there).
+sandbox: setup
+	bash scripts/ensure-docker.sh
+	$(BIN)/osca sandbox build
+
+test: setup sandbox
 	$(BIN)/python -m pytest
 
 clean:

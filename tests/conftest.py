@@ -53,3 +53,41 @@ def compositions(total: int, parts: int) -> Iterator[tuple[int, ...]]:
 def all_allocations() -> Callable[[int, int], Iterator[tuple[int, ...]]]:
     """`all_allocations(C, n_configs)`: every integer allocation of exactly C samples."""
     return compositions
+
+
+# --- Docker sandbox -------------------------------------------------------------------------------------------
+
+def _no_docker(reason: str) -> None:
+    """Without Docker the sandbox tests skip, except in CI (CI set), where they must fail."""
+    import os
+
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[object]:
+    """A pinged Docker client, with the sandbox image built (or reused) once per session.
+
+    Skips when no daemon answers or the image cannot be built; fails instead when the CI variable is set.
+    """
+    from osca.exceptions import SandboxError, SandboxUnavailable
+    from osca.sandbox import build_image
+    from osca.sandbox import docker_client as connect
+
+    problem = None
+    try:
+        client = connect()
+    except SandboxUnavailable as e:
+        problem = f"no Docker daemon: {e}"
+    else:
+        try:
+            build_image(client)
+        except SandboxError as e:
+            client.close()
+            problem = f"the sandbox image is not available: {e}"
+    if problem is not None:
+        _no_docker(problem)
+    yield client
+    client.close()

@@ -168,6 +168,37 @@ def _print_curve(rows, protocol: str, default: str | None, n_test: int) -> None:
                   "those use the plug-in estimate (1 - c/n)^k instead of the unbiased one")
 
 
+@app.command()
+def verify(
+    solution: Annotated[Path, typer.Option(help="The candidate's source; tests import it as `solution`.")],
+    tests: Annotated[Path, typer.Option(help="pytest tests for it.")],
+    timeout: Annotated[float, typer.Option(help="Seconds per test.")] = 10.0,
+    wall_clock: Annotated[float, typer.Option(help="Seconds for the whole run.")] = 60.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {status, tests} as JSON.")] = False,
+) -> None:
+    """Run TESTS against SOLUTION in a hardened sandbox container; exit code 0 only when it passed."""
+    from .verifiers import UnitTestVerifier
+
+    texts = []
+    for path in (solution, tests):
+        try:
+            texts.append(path.read_text())
+        except OSError as e:
+            raise DataError(f"{path}: {e.strerror.lower() if e.strerror else e}") from None
+    verdict = UnitTestVerifier(texts[1], timeout=timeout, wall_clock=wall_clock).verify(texts[0])
+    if as_json:
+        print(json.dumps({"status": verdict.status.value, "tests": verdict.tests}))
+    else:
+        colour = "green" if verdict.passed else "red"
+        out.print(f"[{colour}]{verdict.status.value}[/{colour}] ({verdict.n_passed}/{len(verdict.tests)} tests "
+                  f"passed, {verdict.duration:.1f}s)")
+        for test_id, outcome in verdict.tests.items():
+            out.print(f"  {outcome:8} {test_id}", markup=False, highlight=False)
+        if not verdict.passed:
+            out.print(verdict.detail, markup=False, highlight=False)
+    raise typer.Exit(0 if verdict.passed else 1)
+
+
 def main() -> None:
     """Console entry point: osca's own errors become one line and exit code 2."""
     try:
@@ -175,3 +206,28 @@ def main() -> None:
     except OscaError as e:
         err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
+
+
+sandbox_app = typer.Typer(help="The Docker sandbox that runs candidate code: build its image.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.command("build")
+def sandbox_build(
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if the image is already there.")] = False,
+) -> None:
+    """Build the sandbox image offline (debootstrap + docker import; needs root) and print its tag."""
+    from .sandbox import build_image
+
+    with err.status("building the sandbox image", spinner="dots") as status:
+        seen: set[tuple[str, ...]] = set()
+
+        def progress(message: str) -> None:
+            status.update(message)
+            key = tuple(message.split()[:2])  # off a terminal: one line per phase, not per package
+            if not err.is_terminal and key not in seen:
+                seen.add(key)
+                err.print(message, markup=False, highlight=False)
+
+        tag = build_image(force=force, progress=progress)
+    out.print(tag, markup=False, highlight=False)

@@ -38,7 +38,7 @@ def _run_child(spec, report_path, out_path):
         os.makedirs(os.path.dirname(name) or ".", exist_ok=True)
         with open(name, "w") as f:
             f.write(text)
-    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # the server reads it back
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(fd, 1)

@@ -176,12 +176,12 @@ class DockerSandbox:
             p.chmod(0o755 if p.is_dir() else 0o644)
 
 def hardening(limits: Limits, staging: Path, *, user: str = "1000:1000", cap_add: tuple[str, ...] = (),
-              scratch_owner: str = "mode=1777") -> dict[str, Any]:
+              scratch_owner: str = "uid=1000,gid=1000,mode=0700") -> dict[str, Any]:
     """`containers.create` keyword arguments shared by one-shot and pool containers (module docstring)."""
     from docker.types import LogConfig, Mount, Ulimit
 
     return dict(
-        # Not /scratch: Docker creates a working directory as root 0755, hiding the tmpfs mode.
+        # The image's WORKDIR is /scratch and Docker resets its mode to root 0755: ownership is set by uid/gid.
         user=user, working_dir="/job", network_mode="none", read_only=True,
         tmpfs={"/scratch": f"size={limits.scratch},{scratch_owner}", "/tmp": "size=16m,mode=1777"},
         mounts=[Mount("/job", str(staging), type="bind", read_only=True)],

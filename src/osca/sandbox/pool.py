@@ -92,10 +92,9 @@ class _Worker:
             return False
 
     def close(self) -> None:
-        try:
-            self.sock.close()
-        except Exception:
-            pass
+        for stream in (getattr(self, "sock", None), getattr(self, "raw", None)):
+            if stream is not None:
+                stream.close()
         try:
             self.container.remove(force=True)
         except Exception:

@@ -1,0 +1,94 @@
+"""Verification throughput: host subprocess (unsafe reference) vs fresh container vs warm pool.
+
+For each worker count, runs N trivial verifications (a correct `add` against two pytest tests) each way, in
+one run, and prints verifications/s, median and p95 latency, and the pool/host throughput ratio.
+
+    python benchmarks/bench_sandbox.py [--n 100] [--workers 1,2,4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from osca.sandbox.container import DockerSandbox
+from osca.sandbox.pool import SandboxPool
+from osca.verifiers import Status, UnitTestVerifier
+
+SOLUTION = "def add(a, b):\n    return a + b\n"
+TESTS = "from solution import add\n\ndef test_small():\n    assert add(1, 2) == 3\n\ndef test_neg():\n    assert add(-1, -1) == -2\n"
+
+
+HOST_ENV = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # load what the sandbox loads, no more
+
+
+def host_verify() -> bool:
+    """The unsafe reference: a fresh interpreter on the host, no isolation at all."""
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "solution.py").write_text(SOLUTION)
+        Path(tmp, "test_solution.py").write_text(TESTS)
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "pytest_timeout",
+                               "--timeout=10", "test_solution.py"], cwd=tmp, capture_output=True, env=HOST_ENV)
+        return proc.returncode == 0
+
+
+def measure(name: str, verify: Callable[[], bool], n: int, workers: int, bar: Progress) -> dict:
+    task = bar.add_task(f"{name} x{workers}", total=n)
+
+    def timed(_: int) -> tuple[float, bool]:
+        start = time.perf_counter()
+        ok = verify()
+        bar.advance(task)
+        return time.perf_counter() - start, ok
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as ex:
+        results = list(ex.map(timed, range(n)))
+    wall = time.perf_counter() - start
+    lat = sorted(t for t, _ in results)
+    bar.remove_task(task)
+    return {"rate": n / wall, "median": statistics.median(lat), "p95": lat[int(0.95 * (n - 1))],
+            "ok": sum(ok for _, ok in results)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--workers", default="1,2,4")
+    args = ap.parse_args()
+    table = Table(title=f"{args.n} trivial verifications per cell")
+    for col in ["workers", "way", "verifications/s", "median s", "p95 s", "passed", "pool / host"]:
+        table.add_column(col, justify="right")
+    with Progress(transient=True) as bar:
+        for workers in map(int, args.workers.split(",")):
+            rows = {"host subprocess (unsafe)": measure("host", host_verify, args.n, workers, bar)}
+            with DockerSandbox() as box:
+                fresh = UnitTestVerifier(TESTS, sandbox=box)
+                rows["fresh container"] = measure(
+                    "fresh", lambda: fresh.verify(SOLUTION).status is Status.PASSED, args.n, workers, bar)
+            with SandboxPool(size=workers) as pool:
+                warm = UnitTestVerifier(TESTS, sandbox=pool)
+                rows["warm pool"] = measure(
+                    "pool", lambda: warm.verify(SOLUTION).status is Status.PASSED, args.n, workers, bar)
+            for way, r in rows.items():
+                ratio = f"{rows['warm pool']['rate'] / rows['host subprocess (unsafe)']['rate']:.2f}x" \
+                    if way == "warm pool" else ""
+                table.add_row(str(workers), way, f"{r['rate']:.1f}", f"{r['median']:.3f}", f"{r['p95']:.3f}",
+                              f"{r['ok']}/{args.n}", ratio)
+    Console(width=140).print(table)
+
+
+if __name__ == "__main__":
+    main()

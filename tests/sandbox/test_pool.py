@@ -1,0 +1,87 @@
+"""The warm pool: same verdicts as a fresh container, jobs as uid 1001, reset between jobs, recycling."""
+
+from __future__ import annotations
+
+import pytest
+
+from osca.sandbox.container import LABEL, Job, Limits
+from osca.sandbox.pool import SandboxPool
+from osca.verifiers import Status, UnitTestVerifier
+
+TESTS = "from solution import add\n\ndef test_a():\n    assert add(1, 2) == 3\n"
+
+
+@pytest.fixture(scope="module")
+def pool(docker_client):
+    with SandboxPool(size=1, client=docker_client, limits=Limits(memory="256m", pids=64), max_jobs=50) as p:
+        yield p
+
+
+def test_verdicts_match_a_fresh_container(pool):
+    verifier = UnitTestVerifier(TESTS, sandbox=pool, timeout=3, wall_clock=10)
+    assert verifier.verify("def add(a, b):\n    return a + b\n").status is Status.PASSED
+    assert verifier.verify("def add(a, b):\n    return a - b\n").status is Status.FAILED
+    assert verifier.verify("import os\nos._exit(0)\n").status is Status.NO_REPORT
+    assert verifier.verify("def add(a b)\n").status is Status.SETUP_FAILED
+
+
+def test_jobs_run_as_their_own_uid_without_capabilities(pool):
+    probe = ("import os\n"
+             "def add(a, b):\n"
+             "    assert (os.getuid(), os.geteuid(), os.getgid()) == (1001, 1001, 1001)\n"
+             "    caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')][0]\n"
+             "    assert int(caps.split()[1], 16) == 0, caps\n"
+             "    return a + b\n")
+    v = UnitTestVerifier(TESTS, sandbox=pool).verify(probe)
+    assert v.status is Status.PASSED, v.detail
+
+
+def test_reset_kills_leftovers_and_wipes_scratch(pool):
+    spawn = ("import os, subprocess\n"
+             "subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+             "open('/scratch/left-behind', 'w').write('x')\n"
+             "open('/tmp/left-behind', 'w').write('x')\n"
+             "def add(a, b):\n"
+             "    return a + b\n")
+    assert UnitTestVerifier(TESTS, sandbox=pool).verify(spawn).status is Status.PASSED
+    check = ("import os\n"
+             "def add(a, b):\n"
+             "    assert not os.path.exists('/scratch/left-behind')\n"
+             "    assert not os.path.exists('/tmp/left-behind')\n"
+             "    cmds = [open(f'/proc/{p}/cmdline').read() for p in os.listdir('/proc') if p.isdigit()]\n"
+             "    assert not any(c.startswith('sleep') for c in cmds), cmds\n"
+             "    return a + b\n")
+    v = UnitTestVerifier(TESTS, sandbox=pool).verify(check)
+    assert v.status is Status.PASSED, v.detail
+
+
+def test_oom_recycles_the_container(pool):
+    before = pool.recycled
+    v = UnitTestVerifier(TESTS, sandbox=pool).verify("def add(a, b):\n    bytearray(2 * 1024 ** 3)\n")
+    assert v.status is Status.OOM, v.detail
+    assert pool.recycled == before + 1
+    assert UnitTestVerifier(TESTS, sandbox=pool).verify("def add(a, b):\n    return a + b\n").passed
+
+
+def test_wall_clock_in_the_pool(pool):
+    v = UnitTestVerifier(TESTS, sandbox=pool, wall_clock=2).verify("while True:\n    pass\n")
+    assert v.status is Status.TIMEOUT, v.detail
+
+
+def test_generic_command_and_bad_paths(pool):
+    result = pool.run(Job(files={"a.py": "print(6 * 7)"}, argv=["python3", "a.py"]))
+    assert result.runner_ok and result.exit_code == 0 and result.output.strip() == "42"
+    with pytest.raises(Exception, match="must be relative"):
+        pool.run(Job(files={"../x.py": ""}, argv=["true"]))
+
+
+def test_close_leaves_no_container(docker_client):
+    def labelled() -> set[str]:
+        return {c.id for c in docker_client.containers.list(all=True, filters={"label": LABEL})}
+
+    before = labelled()
+    with SandboxPool(size=2, client=docker_client) as p:
+        mine = labelled() - before
+        assert len(mine) == 2
+        p.run(Job(files={}, argv=["true"]))
+    assert not labelled() & mine
