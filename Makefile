@@ -22,7 +22,7 @@ demo: setup
 # The sandbox tests need a Docker engine and the sandbox image: start/install the engine (root; a no-op when
 # Docker answers), then build the image offline (a no-op when this recipe's image is already there).
 sandbox: setup
-	bash scripts/ensure-docker.sh
+	bash sandboxes/ensure-docker.sh
 	$(BIN)/osca sandbox build
 
 test: setup sandbox

@@ -71,7 +71,7 @@ def test_docker_client_fails_fast_without_a_daemon(tmp_path: Path, monkeypatch: 
     message = str(info.value)
     assert "\n" not in message
     assert f"unix://{path}" in message
-    assert "scripts/ensure-docker.sh" in message
+    assert "sandboxes/ensure-docker.sh" in message
 
 
 def test_importing_osca_does_not_import_docker() -> None:

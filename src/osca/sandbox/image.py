@@ -42,7 +42,7 @@ IMAGE_CHANGES = [
     'CMD ["python3"]',
 ]
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_FIX = ("start one with `sudo bash scripts/ensure-docker.sh` (installs and starts dockerd), "
+_FIX = ("start one with `sudo bash sandboxes/ensure-docker.sh` (installs and starts dockerd), "
         "or start dockerd yourself, or point DOCKER_HOST at a running daemon")
 
 Progress = Callable[[str], None]
@@ -148,7 +148,7 @@ def ensure_image(client: docker.DockerClient, tag: str | None = None) -> str:
     tag = tag or image_tag()
     if not _image_exists(client, tag):
         raise ImageMissing(f"sandbox image {tag} is not built; build it with `osca sandbox build` "
-                           "(as root, needs debootstrap; `sudo bash scripts/ensure-docker.sh` installs it)")
+                           "(as root, needs debootstrap; `sudo bash sandboxes/ensure-docker.sh` installs it)")
     return tag
 
 
@@ -268,7 +268,7 @@ def _build(client: docker.DockerClient, *, force: bool, say: Progress) -> str:
     tools = {name: _which(name) for name in ("debootstrap", "chroot", "tar")}
     if tools["debootstrap"] is None:
         raise SandboxError("debootstrap is not installed; install it with `apt-get install debootstrap` "
-                           "(or `sudo bash scripts/ensure-docker.sh`)")
+                           "(or `sudo bash sandboxes/ensure-docker.sh`)")
     missing = [name for name, path in tools.items() if path is None]
     if missing:
         raise SandboxError(f"building the sandbox image needs {', '.join(missing)} on PATH")

@@ -3,7 +3,7 @@
 # sandbox tests can run. For CI and fresh Debian/Ubuntu machines; run as root. Idempotent: when Docker
 # already answers and debootstrap is there, it changes nothing.
 #
-#   bash scripts/ensure-docker.sh
+#   bash sandboxes/ensure-docker.sh
 #
 # Installs (apt): docker.io when dockerd is missing, debootstrap (+ Debian keyring) when missing. Starts dockerd in the
 # background (log: /tmp/osca-dockerd.log) when nothing answers, and waits up to 60 s for it.
