@@ -148,7 +148,7 @@ class UnitTestVerifier:
 
     def job(self, candidate: str) -> Job:
         argv = ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "junit_family=xunit1",
-                f"--junitxml={{report}}", f"--timeout={self.timeout:g}", "--timeout-method=signal", TESTS_FILE]
+                f"--junitxml={{report}}", f"--timeout={self.timeout}", "--timeout-method=signal", TESTS_FILE]
         return Job(files={"solution.py": candidate, TESTS_FILE: self.tests}, argv=argv,
                    wall_clock=self.wall_clock, junit=True)
 

@@ -35,7 +35,7 @@ def _outcome(case):
             text = (node.get("message") or "") + (node.text or "")
             if outcome == "error" and (node.get("message") or "").startswith("collection failure"):
                 return "collection_error"
-            if outcome != "skipped" and "Timeout >" in text:
+            if outcome != "skipped" and ("Timeout >" in text or "Timeout (>" in text):  # pytest-timeout < / >= 2.4
                 return "timeout"
             return outcome
     return "passed"
