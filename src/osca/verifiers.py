@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import subprocess
+from collections.abc import Sequence
 from enum import StrEnum
+from pathlib import Path, PurePosixPath
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
@@ -23,7 +26,8 @@ from pydantic import BaseModel, Field
 from .exceptions import ConfigError
 from .sandbox.container import DockerSandbox, Job, JobResult
 
-__all__ = ["Status", "UnitTestVerifier", "Verdict", "Verifier", "expected_test_ids"]
+__all__ = ["PatchVerifier", "Status", "UnitTestVerifier", "Verdict", "Verifier", "expected_test_ids",
+           "patch_paths"]
 
 
 class Status(StrEnum):
@@ -100,6 +104,8 @@ def judge(result: JobResult, expected: list[str]) -> Verdict:
         return verdict(Status.OOM, "the job was killed for memory", result.tests)
     if not result.runner_ok:
         return verdict(Status.NO_REPORT, "the sandbox runner's result never arrived")
+    if result.setup_error:
+        return verdict(Status.SETUP_FAILED, f"setup failed: {result.setup_error}")
     tests = result.tests
     if tests is None:
         if result.exit_code in (2, 3, 4) and ("ERROR collecting" in tail or "Error" in tail):
@@ -157,3 +163,81 @@ class UnitTestVerifier:
 
     async def averify(self, candidate: str) -> Verdict:
         return await asyncio.to_thread(self.verify, candidate)
+
+
+def patch_paths(patch: str) -> list[str]:
+    """Every path a unified diff names (old and new sides, renames and copies), `a/` / `b/` prefixes removed."""
+    paths = []
+    for line in patch.splitlines():
+        if line.startswith("diff --git "):
+            parts = line[len("diff --git "):].split(" ")
+            paths += [p for p in (parts[0], parts[-1]) if p]
+        elif line.startswith(("--- ", "+++ ")):
+            name = line[4:].split("\t")[0].strip()
+            if name != "/dev/null":
+                paths.append(name)
+        elif line.startswith(("rename from ", "rename to ", "copy from ", "copy to ")):
+            paths.append(line.split(" ", 2)[2].strip())
+    return [p[2:] if p.startswith(("a/", "b/")) else p for p in paths]
+
+
+def _escaping(patch: str) -> list[str]:
+    return sorted({p for p in patch_paths(patch)
+                   if PurePosixPath(p).is_absolute() or ".." in PurePosixPath(p).parts})
+
+
+def repo_snapshot(repo: str | Path, revision: str = "HEAD") -> bytes:
+    """A tar of the repository's files at `revision` (`git archive`; untracked files are not included)."""
+    proc = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", revision], capture_output=True)
+    if proc.returncode != 0:
+        raise ConfigError(f"cannot snapshot {repo} at {revision}: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout
+
+
+class PatchVerifier:
+    """Applies a candidate unified diff to a repository snapshot in the sandbox and runs the tests that must
+    pass (SWE-bench's FAIL_TO_PASS + PASS_TO_PASS).
+
+    A patch that names a path outside the repository is rejected before anything runs; one that does not
+    apply is `setup_failed`. Both say why in `Verdict.detail`.
+
+    Args:
+        repo: a git repository on the host (its files at `revision` are copied, never mounted).
+        tests: pytest ids that must pass, e.g. ``["tests/test_calc.py::test_add"]``.
+        test_command: the command that runs them and writes a JUnit report to ``{report}``; by default pytest
+            on the test files the ids name.
+        sandbox: where to run (default: a fresh hardened container per verification).
+    """
+
+    PATCH_FILE = ".osca-candidate.patch"
+
+    def __init__(self, repo: str | Path, tests: Sequence[str], *, revision: str = "HEAD",
+                 test_command: Sequence[str] | None = None, sandbox: DockerSandbox | None = None,
+                 timeout: float = 30.0, wall_clock: float = 300.0) -> None:
+        if not tests:
+            raise ConfigError("a patch verifier needs the ids of the tests that must pass")
+        self.expected = list(tests)
+        self.snapshot = repo_snapshot(repo, revision)
+        files = list(dict.fromkeys(t.split("::")[0] for t in self.expected))
+        self.test_command = list(test_command) if test_command else [
+            "python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "junit_family=xunit1",
+            "--junitxml={report}", f"--timeout={timeout}", "--timeout-method=signal", *files]
+        self.sandbox = sandbox or DockerSandbox()
+        self.wall_clock = wall_clock
+
+    def job(self, patch: str) -> Job:
+        apply = ["git", "apply", "--verbose", "--whitespace=nowarn", self.PATCH_FILE]
+        return Job(files={self.PATCH_FILE: patch}, archive=self.snapshot, setup=[apply], argv=self.test_command,
+                   wall_clock=self.wall_clock, junit=True)
+
+    def verify(self, patch: str) -> Verdict:
+        escaping = _escaping(patch)
+        if escaping:
+            return Verdict(status=Status.SETUP_FAILED,
+                           detail=f"patch names paths outside the repository: {', '.join(escaping)}")
+        if not patch_paths(patch):
+            return Verdict(status=Status.SETUP_FAILED, detail="not a unified diff: it names no file")
+        return judge(self.sandbox.run(self.job(patch)), self.expected)
+
+    async def averify(self, patch: str) -> Verdict:
+        return await asyncio.to_thread(self.verify, patch)

@@ -1,7 +1,8 @@
 """Job runner executed inside a sandbox container (stdlib only: it runs on the image's python3).
 
-Reads /job/job.json, copies /job/work to the scratch tmpfs, runs the job's command there in its own session
-under a wall clock (killing the whole process group when it runs out), optionally reads a JUnit XML report,
+Reads /job/job.json, copies /job/work (and unpacks /job/work.tar) to the scratch tmpfs, runs the job's setup
+steps and then its command there, each in its own session, under one wall clock (killing the whole process
+group when it runs out), optionally reads a JUnit XML report,
 and prints one line `OSCA-RESULT <nonce> <json>` on stdout. The nonce comes from the host through the
 environment; the runner removes it before starting the job and makes itself non-dumpable, so code under test
 can neither read it from /proc nor forge a result line.
@@ -14,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 import xml.etree.ElementTree as ET
 
@@ -76,6 +78,17 @@ def _tail(path):
         return ""
 
 
+def _run(argv, work, out, env, deadline):
+    """Run one command in its own session until it exits or the deadline passes; (exit code, timed out)."""
+    proc = subprocess.Popen(argv, cwd=work, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=env, start_new_session=True)
+    try:
+        return proc.wait(timeout=max(0.0, deadline - time.monotonic())), False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait(), True
+
+
 def main():
     nonce = os.environ.pop("OSCA_NONCE", "")
     _undumpable()
@@ -83,6 +96,9 @@ def main():
         spec = json.load(f)
     work = os.path.join(SCRATCH, "work")
     shutil.copytree("/job/work", work)
+    if os.path.exists("/job/work.tar"):
+        with tarfile.open("/job/work.tar") as tar:  # made by the host from a trusted snapshot
+            tar.extractall(work)
     out_path = os.path.join(SCRATCH, ".osca-out-" + os.urandom(8).hex())
     junit = spec.get("junit")
     report_path = os.path.join(SCRATCH, ".osca-report-" + os.urandom(8).hex() + ".xml") if junit else None
@@ -90,30 +106,30 @@ def main():
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": SCRATCH, "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": "/tmp"}
     start = time.monotonic()
-    timed_out = False
+    deadline = start + spec["wall_clock"]
+    setup_error = None
     with open(out_path, "wb") as out:
-        proc = subprocess.Popen(argv, cwd=work, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
-        try:
-            code = proc.wait(timeout=spec["wall_clock"])
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(proc.pid, signal.SIGKILL)
-            code = proc.wait()
+        for step in spec.get("setup", []):
+            code, timed_out = _run(step, work, out, env, deadline)
+            if code != 0 or timed_out:
+                setup_error = "%s exited %s" % (" ".join(step), "on the wall clock" if timed_out else code)
+                break
+        else:
+            code, timed_out = _run(argv, work, out, env, deadline)
     duration = time.monotonic() - start
     try:
         os.kill(-1, signal.SIGKILL)  # whatever the job left behind, in any session (never the runner itself)
     except OSError:
         pass
     tests, report_error = (None, None)
-    if report_path is not None:
+    if report_path is not None and setup_error is None:
         if os.path.exists(report_path):
             tests, report_error = _read_junit(report_path)
         else:
             report_error = "no report written"
     result = {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
               "timed_out": timed_out, "duration": duration, "output": _tail(out_path), "tests": tests,
-              "report_error": report_error}
+              "report_error": report_error, "setup_error": setup_error}
     sys.stdout.write("OSCA-RESULT %s %s\n" % (nonce, json.dumps(result)))
     sys.stdout.flush()
 

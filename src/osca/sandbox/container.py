@@ -64,6 +64,10 @@ class Job(BaseModel):
     """Seconds before the runner kills the job's whole process group."""
     junit: bool = False
     """Read a JUnit XML report written to `{report}` and return per-test outcomes."""
+    setup: list[list[str]] = Field(default_factory=list)
+    """Commands run first, in order (e.g. applying a patch); the first that fails ends the job."""
+    archive: bytes | None = None
+    """A tar archive (a repository snapshot made by the host) unpacked into the working directory."""
 
 
 class JobResult(BaseModel):
@@ -79,6 +83,7 @@ class JobResult(BaseModel):
     output: str = ""
     tests: dict[str, str] | None = None
     report_error: str | None = None
+    setup_error: str | None = None
 
 
 def _checked_path(name: str) -> PurePosixPath:
@@ -170,7 +175,9 @@ class DockerSandbox:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
         (staging / "job.json").write_text(json.dumps(
-            {"argv": job.argv, "wall_clock": job.wall_clock, "junit": job.junit}))
+            {"argv": job.argv, "wall_clock": job.wall_clock, "junit": job.junit, "setup": job.setup}))
+        if job.archive is not None:
+            (staging / "work.tar").write_bytes(job.archive)
         shutil.copy(_RUNNER, staging / "runner.py")
         for p in [staging, *staging.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)

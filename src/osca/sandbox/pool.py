@@ -150,6 +150,9 @@ class SandboxPool:
         """Run `job` on an idle warm container (see the module docstring)."""
         for name in job.files:
             _checked_path(name)
+        if job.setup or job.archive is not None:
+            raise SandboxError("the warm pool runs plain jobs only (no setup steps or archives); "
+                               "use DockerSandbox for those")
         worker = self._idle.get()
         healthy = False
         try:
