@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 from .exceptions import ConfigError
-from .sandbox.container import DockerSandbox, Job, JobResult
+from .sandbox.container import DockerSandbox, Job, JobResult, Sandbox
 
 __all__ = ["PatchVerifier", "Status", "UnitTestVerifier", "Verdict", "Verifier", "expected_test_ids",
            "patch_paths"]
@@ -142,7 +142,7 @@ class UnitTestVerifier:
         wall_clock: seconds for the whole run, collection included.
     """
 
-    def __init__(self, tests: str, *, sandbox: DockerSandbox | None = None, timeout: float = 10.0,
+    def __init__(self, tests: str, *, sandbox: Sandbox | None = None, timeout: float = 10.0,
                  wall_clock: float = 60.0) -> None:
         self.tests = tests
         self.expected = expected_test_ids(tests)
@@ -212,7 +212,7 @@ class PatchVerifier:
     PATCH_FILE = ".osca-candidate.patch"
 
     def __init__(self, repo: str | Path, tests: Sequence[str], *, revision: str = "HEAD",
-                 test_command: Sequence[str] | None = None, sandbox: DockerSandbox | None = None,
+                 test_command: Sequence[str] | None = None, sandbox: Sandbox | None = None,
                  timeout: float = 30.0, wall_clock: float = 300.0) -> None:
         if not tests:
             raise ConfigError("a patch verifier needs the ids of the tests that must pass")

@@ -16,14 +16,14 @@ import secrets
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..exceptions import SandboxError
 from .image import docker_client, ensure_image
 
-__all__ = ["LABEL", "DockerSandbox", "Job", "JobResult", "Limits", "hardening"]
+__all__ = ["LABEL", "DockerSandbox", "Job", "JobResult", "Limits", "Sandbox", "hardening"]
 
 LABEL = "osca.sandbox"
 _RUNNER = Path(__file__).with_name("_runner.py")
@@ -84,6 +84,15 @@ class JobResult(BaseModel):
     tests: dict[str, str] | None = None
     report_error: str | None = None
     setup_error: str | None = None
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """Where jobs run: `DockerSandbox` (a fresh container each) or `SandboxPool` (warm containers)."""
+
+    def run(self, job: Job) -> JobResult: ...
+
+    async def arun(self, job: Job) -> JobResult: ...
 
 
 def _checked_path(name: str) -> PurePosixPath:

@@ -103,10 +103,11 @@ def _unix_socket_refusal(host: str | None, timeout: float) -> str | None:
     return None
 
 
-def docker_client(timeout: float = 5.0) -> docker.DockerClient:
+def docker_client(timeout: float = 5.0, *, request_timeout: float = 600.0) -> docker.DockerClient:
     """A client of the Docker daemon that DOCKER_HOST (or the default socket) names, checked with a ping.
 
     Raises SandboxUnavailable, with the way to start a daemon, when none answers within `timeout` seconds.
+    Later requests (an image import, a long wait) get `request_timeout`.
     """
     host = os.environ.get("DOCKER_HOST") or None
     where = host or "the default socket (unix:///var/run/docker.sock)"
@@ -125,6 +126,7 @@ def docker_client(timeout: float = 5.0) -> docker.DockerClient:
         if client is not None:
             client.close()
         raise SandboxUnavailable(f"no Docker daemon answers at {where} ({_one_line(e)}); {_FIX}") from None
+    client.api.timeout = request_timeout
     return client
 
 
