@@ -13,6 +13,8 @@ def no_container_outlives_the_tests():
         client = docker_client(timeout=5)
     except SandboxUnavailable:
         return  # nothing could have run; the `docker_client` fixture reports the missing daemon
-    with client:
+    try:
         left = client.containers.list(all=True, filters={"label": LABEL})
+    finally:
+        client.close()
     assert left == [], f"containers left behind: {[c.name for c in left]}"
