@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything imports litellm: no network
+
+from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path
 
 import numpy as np

@@ -1,7 +1,10 @@
 """osca: learned sample-budget allocation for LLM calls (OSCA, arXiv 2410.22480).
 
-Importing osca is cheap: learning is numpy-only; LiteLLM, LangGraph and Docker load only where used.
+Importing osca is cheap: learning is numpy-only; LiteLLM, LangGraph and Docker load only where used
+(`AllocatedSampler` is imported on first access).
 """
+
+from typing import Any
 
 from .allocation import Allocation
 from .configs import SamplingConfig
@@ -11,6 +14,7 @@ from .learn import AllocationResult, learn_allocation
 from .objective import objective, upper_bound
 
 __all__ = [
+    "AllocatedSampler",
     "Allocation",
     "AllocationResult",
     "BudgetError",
@@ -26,3 +30,11 @@ __all__ = [
     "objective",
     "upper_bound",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AllocatedSampler":  # pulls in litellm: only when asked for
+        from .sampler import AllocatedSampler
+
+        return AllocatedSampler
+    raise AttributeError(f"module 'osca' has no attribute {name!r}")

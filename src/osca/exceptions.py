@@ -4,6 +4,7 @@
      ├── ConfigError       bad configuration, unknown configuration name
      ├── DataError         malformed counts / allocation files, inconsistent matrices
      ├── BudgetError       a budget that cannot be spent (<= 0, smaller than any configuration's cost)
+     ├── SamplingError     every candidate of a call failed (the causes are listed)
      └── SandboxError      the sandbox could not run a job (not: the candidate failed its tests)
           ├── SandboxUnavailable   no Docker daemon answers
           └── ImageMissing         the sandbox image is not built (the message names the command that builds it)
@@ -11,7 +12,7 @@
 
 from __future__ import annotations
 
-__all__ = ["BudgetError", "ConfigError", "DataError", "ImageMissing", "OscaError", "SandboxError",
+__all__ = ["BudgetError", "ConfigError", "DataError", "ImageMissing", "OscaError", "SamplingError", "SandboxError",
            "SandboxUnavailable"]
 
 
@@ -29,6 +30,14 @@ class DataError(OscaError, ValueError):
 
 class BudgetError(OscaError, ValueError):
     """The sample budget is not a positive amount that at least one configuration fits into."""
+
+
+class SamplingError(OscaError):
+    """No candidate of a sampled call succeeded; `candidates` holds every attempt and its error."""
+
+    def __init__(self, message: str, candidates: list | None = None) -> None:
+        super().__init__(message)
+        self.candidates = candidates or []
 
 
 class SandboxError(OscaError):

@@ -1,0 +1,79 @@
+"""What sampling spent, per configuration and per call site, and the caps checked before each dispatch."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from .exceptions import BudgetError
+
+__all__ = ["Caps", "Ledger", "Spend"]
+
+
+@dataclass
+class Spend:
+    """Samples drawn from the model (cache hits are counted apart), tokens and dollars."""
+
+    samples: int = 0
+    cached: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+    def add(self, other: Spend) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Limits on new (uncached) spending; `None` is no limit."""
+
+    samples: int | None = None
+    tokens: int | None = None
+    dollars: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, least in (("samples", 1), ("tokens", 1), ("dollars", 1e-12)):
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise BudgetError(f"a cap on {name} must allow at least one sample, got {value}")
+
+
+@dataclass
+class Ledger:
+    """Running totals keyed by (call site, configuration); thread-safe. Pass one in to share it across
+    samplers; there is no global ledger."""
+
+    caps: Caps = field(default_factory=Caps)
+    entries: dict[tuple[str, str], Spend] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, call_site: str, config: str, spend: Spend) -> None:
+        with self._lock:
+            self.entries.setdefault((call_site, config), Spend()).add(spend)
+
+    def total(self, *, call_site: str | None = None, config: str | None = None) -> Spend:
+        out = Spend()
+        with self._lock:
+            for (site, cfg), spend in self.entries.items():
+                if (call_site is None or site == call_site) and (config is None or cfg == config):
+                    out.add(spend)
+        return out
+
+    def room(self, samples: int) -> str | None:
+        """Why `samples` more may not be dispatched now (None: they may)."""
+        spent = self.total()
+        caps = self.caps
+        if caps.samples is not None and spent.samples + samples > caps.samples:
+            return f"sample cap {caps.samples} reached ({spent.samples} drawn, {samples} more asked)"
+        if caps.tokens is not None and spent.tokens >= caps.tokens:
+            return f"token cap {caps.tokens} reached ({spent.tokens} used)"
+        if caps.dollars is not None and spent.cost >= caps.dollars:
+            return f"dollar cap {caps.dollars} reached (${spent.cost:.4f} spent)"
+        return None
