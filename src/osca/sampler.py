@@ -138,6 +138,7 @@ class AllocatedSampler:
         self.wave = wave
         self.batch_n = batch_n
         self.seed = seed
+        self._unpriced: set[str] = set()
 
     # ------------------------------------------------------------------------------------------ planning
 
@@ -264,10 +265,12 @@ class AllocatedSampler:
         except Exception as e:  # recorded per candidate; fatal only when every candidate failed
             self.ledger.record(self.call_site, name, Spend(failed=len(run)))
             return [Candidate(config=name, index=i, error=f"{type(e).__name__}: {e}") for i in run]
-        try:
-            cost = float(lm.completion_cost(completion_response=resp))
-        except Exception:  # no price known for this model (local, scripted, self-hosted)
-            cost = 0.0
+        cost = 0.0
+        if call["model"] not in self._unpriced:
+            try:
+                cost = float(lm.completion_cost(completion_response=resp))
+            except Exception:  # no price known for this model (local, scripted, self-hosted): ask once only
+                self._unpriced.add(call["model"])
         usage = getattr(resp, "usage", None)
         prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion = int(getattr(usage, "completion_tokens", 0) or 0)

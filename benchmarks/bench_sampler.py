@@ -1,0 +1,103 @@
+"""Sampler overhead: N candidates through raw `litellm.acompletion` vs through `AllocatedSampler`.
+
+A local OpenAI-compatible HTTP stub on 127.0.0.1 answers every request after a fixed latency. Both ways send
+the same N single-sample requests with the same concurrency, in one run, alternating, several rounds; the
+script prints the wall times and the ratio sampler / raw (target <= 1.05x).
+
+    python benchmarks/bench_sampler.py [--n 64] [--concurrency 16] [--latency 0.1] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from osca import AllocatedSampler, Allocation, SamplingConfig  # noqa: E402
+from osca._litellm import litellm  # noqa: E402
+
+
+def stub_server(latency: float) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            time.sleep(latency)
+            n = int(body.get("n") or 1)
+            payload = json.dumps({
+                "id": "stub", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
+                "choices": [{"index": j, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": f"answer {j} t={body.get('temperature')}"}}
+                            for j in range(n)],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 3 * n, "total_tokens": 5 + 3 * n}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+async def raw(n: int, concurrency: int, call: dict) -> float:
+    limit = asyncio.Semaphore(concurrency)
+    lm = litellm()
+
+    async def one(i: int) -> None:
+        async with limit:
+            await lm.acompletion(**call, temperature=0.2 + 0.2 * (i % 4), seed=i)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return time.perf_counter() - start
+
+
+async def sampled(n: int, concurrency: int, call: dict) -> float:
+    configs = [SamplingConfig(name=f"t{k}", temperature=0.2 + 0.2 * k) for k in range(4)]
+    sampler = AllocatedSampler(configs, Allocation({c.name: n // 4 for c in configs}), concurrency=concurrency,
+                               batch_n=False, seed=0)
+    start = time.perf_counter()
+    resp = await sampler.acompletion(**call)
+    assert len(resp.candidates) == n and all(c.text for c in resp.candidates)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--latency", type=float, default=0.1)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    server = stub_server(args.latency)
+    call = {"model": "openai/stub", "api_base": f"http://127.0.0.1:{server.server_port}/v1", "api_key": "none",
+            "messages": [{"role": "user", "content": "say something"}]}
+    asyncio.run(raw(4, 4, call))  # warm up imports and connections
+    times: dict[str, list[float]] = {"raw litellm.acompletion": [], "AllocatedSampler": []}
+    for _ in range(args.rounds):
+        times["raw litellm.acompletion"].append(asyncio.run(raw(args.n, args.concurrency, call)))
+        times["AllocatedSampler"].append(asyncio.run(sampled(args.n, args.concurrency, call)))
+    server.shutdown()
+    ideal = args.n / args.concurrency * args.latency
+    print(f"{args.n} candidates, concurrency {args.concurrency}, stub latency {args.latency}s "
+          f"(ideal wall {ideal:.2f}s), {args.rounds} rounds, median wall time:")
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for k, v in med.items():
+        print(f"  {k:24} {v:.3f}s   (rounds: {', '.join(f'{t:.3f}' for t in times[k])})")
+    print(f"ratio sampler / raw: {med['AllocatedSampler'] / med['raw litellm.acompletion']:.3f}x")
+
+
+if __name__ == "__main__":
+    main()

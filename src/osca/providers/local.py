@@ -1,0 +1,250 @@
+"""Real local LLMs on the CPU behind LiteLLM's normal call path: `model="local/<name>"` (optional extra
+`osca[local]`).
+
+    from osca.providers.local import register
+    register()                       # idempotent
+    litellm.completion(model="local/smollm2-135m", messages=[...], n=2, temperature=0.7, max_tokens=16, seed=1)
+
+The names are the known models of `osca.providers.gguf` (`smollm2-135m`, `qwen2.5-coder-0.5b`). Generation runs
+in llama-cpp-python with the chat template stored in the GGUF file. Nothing touches the network.
+
+How the OpenAI parameters arrive: LiteLLM hands a custom provider its OpenAI parameters in `optional_params`
+(`n`, `temperature`, `top_p`, `seed`, `max_tokens`, `stop`; `max_completion_tokens` arrives renamed to
+`max_tokens`). For a provider in `litellm.custom_provider_map` LiteLLM validates the parameters against its
+OpenAI-like parameter list, which includes `n` and `seed`, so `n > 1` needs neither `drop_params` nor
+`allowed_openai_params`. Extra keyword arguments that are not OpenAI parameters (`top_k`, `min_p`,
+`repeat_penalty`) are passed through in `optional_params` as well and are honoured here.
+
+Sampling semantics (OpenAI's, not llama.cpp's defaults): `temperature` defaults to 1.0 and `top_p` to 1.0; no
+top-k, min-p or repetition penalty unless asked for (`top_k=`, `min_p=`, `repeat_penalty=`); `temperature=0` is
+greedy. `n` samples are drawn one after another; with `seed=s`, sample i uses seed s + i, so a call is
+reproducible and its samples differ; without a seed every sample gets a fresh random seed. Each sample
+re-evaluates the prompt from an empty KV cache (so a result does not depend on what the model computed before;
+the prompt's share of the time is small for short prompts), and `usage` sums prompt and completion tokens over
+the n samples.
+
+Models load lazily on first use and stay loaded for the life of the process (one per name); a llama.cpp context
+is not thread-safe, so each loaded model has a lock and calls on the same model run one at a time. Threads per
+model: `OSCA_LOCAL_THREADS`, else 1 on a machine with fewer than 4 cores, else 2.
+
+Errors: an unknown model name or a missing package becomes LiteLLM's `BadRequestError` (status 400) whose
+message is osca's (it names the known models or the `pip install 'osca[local]'` command); a prompt plus
+`max_tokens` beyond the context window becomes `litellm.ContextWindowExceededError`.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm's import: no network at import
+
+import asyncio
+import random
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import litellm
+from litellm.llms.custom_llm import CustomLLMError
+
+from ..exceptions import ConfigError, OscaError
+from .gguf import LOCAL_EXTRA_HINT, model_path
+
+__all__ = ["DEFAULT_N_CTX", "PROVIDER", "LocalLLM", "default_threads", "register"]
+
+PROVIDER = "local"
+DEFAULT_N_CTX = 2048
+_MAX_SEED = 0xFFFFFFFF  # llama.cpp seeds are uint32; 0xFFFFFFFF (LLAMA_DEFAULT_SEED) means "random"
+
+
+def default_threads() -> int:
+    env = os.environ.get("OSCA_LOCAL_THREADS")
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            raise ConfigError(f"OSCA_LOCAL_THREADS must be a positive integer, got {env!r}") from None
+        if value < 1:
+            raise ConfigError(f"OSCA_LOCAL_THREADS must be a positive integer, got {env!r}")
+        return value
+    return 1 if (os.cpu_count() or 1) < 4 else 2
+
+
+@dataclass
+class _Loaded:
+    llama: Any  # llama_cpp.Llama
+    lock: threading.Lock
+
+
+_models: dict[tuple[str, int, int], _Loaded] = {}
+_models_lock = threading.Lock()  # guards _models (loading happens under it: one load at a time)
+
+
+def _load(name: str, *, n_ctx: int, n_threads: int) -> _Loaded:
+    key = (name, n_ctx, n_threads)
+    with _models_lock:
+        loaded = _models.get(key)
+        if loaded is None:
+            path = model_path(name)
+            try:
+                import llama_cpp
+            except ImportError as e:
+                raise ConfigError(f"llama-cpp-python is not installed (needed for local models): run "
+                                  f"`{LOCAL_EXTRA_HINT}` (it compiles llama.cpp; "
+                                  f"CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" gives a portable build)") from e
+            llama = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
+                                    n_threads_batch=n_threads, verbose=False, seed=0)
+            loaded = _models[key] = _Loaded(llama, threading.Lock())
+        return loaded
+
+
+def _text(content: Any) -> str:
+    """A message's content as plain text (OpenAI content parts: the text parts, joined)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):
+        texts = []
+        for part in content:
+            if isinstance(part, Mapping) and part.get("type") == "text":
+                texts.append(str(part.get("text", "")))
+            elif isinstance(part, str):
+                texts.append(part)
+            else:
+                kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
+                raise ConfigError(f"local models take text only; got a {kind!r} content part")
+        return "".join(texts)
+    return str(content)
+
+
+def _messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    return [{"role": str(m.get("role", "user")), "content": _text(m.get("content"))} for m in messages]
+
+
+def _stop(stop: Any) -> list[str]:
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        return [stop]
+    return [str(s) for s in stop]
+
+
+class LocalLLM(litellm.CustomLLM):
+    """LiteLLM custom provider for `local/<name>`: known GGUF models run with llama-cpp-python."""
+
+    def __init__(self, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None) -> None:
+        super().__init__()
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+
+    def _generate(self, name: str, messages: Sequence[Mapping[str, Any]],
+                  params: Mapping[str, Any]) -> tuple[list[tuple[str, str]], int, int]:
+        """The n samples as (text, finish_reason), with prompt and completion tokens summed over them."""
+        n = int(params.get("n") or 1)
+        if n < 1:
+            raise ConfigError(f"n must be >= 1, got {n}")
+        temperature = params.get("temperature")
+        top_p = params.get("top_p")
+        max_tokens = params.get("max_tokens", params.get("max_completion_tokens"))
+        seed = params.get("seed")
+        sampling = {
+            "temperature": 1.0 if temperature is None else float(temperature),
+            "top_p": 1.0 if top_p is None else float(top_p),
+            "top_k": int(params.get("top_k") or 0),
+            "min_p": float(params.get("min_p") or 0.0),
+            "typical_p": 1.0,
+            "repeat_penalty": float(params.get("repeat_penalty") or 1.0),
+            "presence_penalty": float(params.get("presence_penalty") or 0.0),
+            "frequency_penalty": float(params.get("frequency_penalty") or 0.0),
+            "stop": _stop(params.get("stop")),
+            "max_tokens": None if max_tokens is None else int(max_tokens),
+        }
+        if seed is None:
+            rng = random.SystemRandom()
+            seeds = [rng.randrange(_MAX_SEED) for _ in range(n)]
+        else:
+            seeds = [(int(seed) + i) % _MAX_SEED for i in range(n)]
+        chat = _messages(messages)
+        loaded = _load(name, n_ctx=self.n_ctx, n_threads=self.n_threads or default_threads())
+        samples: list[tuple[str, str]] = []
+        prompt_tokens = completion_tokens = 0
+        with loaded.lock:
+            for sample_seed in seeds:
+                loaded.llama.reset()  # evaluate the prompt afresh: the result must not depend on earlier calls
+                try:
+                    out = loaded.llama.create_chat_completion(messages=chat, seed=sample_seed, **sampling)
+                except ValueError as e:
+                    if "context window" in str(e):
+                        raise litellm.ContextWindowExceededError(message=f"local/{name}: {e}", model=name,
+                                                                 llm_provider=PROVIDER) from e
+                    raise
+                choice = out["choices"][0]
+                samples.append((choice["message"].get("content") or "", choice.get("finish_reason") or "stop"))
+                usage = out.get("usage") or {}
+                prompt_tokens += int(usage.get("prompt_tokens", 0))
+                completion_tokens += int(usage.get("completion_tokens", 0))
+        return samples, prompt_tokens, completion_tokens
+
+    def completion(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict,
+                   model_response: litellm.ModelResponse, print_verbose: Any, encoding: Any, api_key: Any,
+                   logging_obj: Any, optional_params: dict, acompletion: Any = None, litellm_params: Any = None,
+                   logger_fn: Any = None, headers: Any = None, timeout: Any = None,
+                   client: Any = None) -> litellm.ModelResponse:
+        name = model.removeprefix(f"{PROVIDER}/")
+        try:
+            samples, prompt_tokens, completion_tokens = self._generate(name, messages, optional_params or {})
+        except OscaError as e:  # a request LiteLLM should report as 400, with osca's message
+            raise CustomLLMError(status_code=400, message=str(e)) from e
+        response = model_response if model_response is not None else litellm.ModelResponse()
+        response.id = f"chatcmpl-local-{uuid.uuid4().hex}"
+        response.created = int(time.time())
+        response.model = f"{PROVIDER}/{name}"
+        response.object = "chat.completion"
+        response.choices = [
+            litellm.Choices(index=i, finish_reason=finish,
+                            message=litellm.Message(role="assistant", content=text))
+            for i, (text, finish) in enumerate(samples)
+        ]
+        response.usage = litellm.Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                       total_tokens=prompt_tokens + completion_tokens)
+        return response
+
+    async def acompletion(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict,
+                          model_response: litellm.ModelResponse, print_verbose: Any, encoding: Any, api_key: Any,
+                          logging_obj: Any, optional_params: dict, acompletion: Any = None,
+                          litellm_params: Any = None, logger_fn: Any = None, headers: Any = None,
+                          timeout: Any = None, client: Any = None) -> litellm.ModelResponse:
+        return await asyncio.to_thread(
+            self.completion, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
+            encoding, api_key, logging_obj, optional_params, acompletion, litellm_params, logger_fn, headers,
+            timeout, client)
+
+
+_register_lock = threading.Lock()
+
+
+def register(*, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None) -> LocalLLM:
+    """Make `model="local/<name>"` work in `litellm.completion` / `litellm.acompletion`; returns the handler.
+
+    Idempotent: a second call returns the handler already registered (its settings stay as they were). Raises
+    ConfigError when another handler already holds the provider name `local`.
+    """
+    with _register_lock:
+        for item in litellm.custom_provider_map:
+            if item["provider"] == PROVIDER:
+                handler = item["custom_handler"]
+                if not isinstance(handler, LocalLLM):
+                    raise ConfigError(f"the LiteLLM custom provider {PROVIDER!r} is already registered to "
+                                      f"{type(handler).__name__}")
+                break
+        else:
+            handler = LocalLLM(n_ctx=n_ctx, n_threads=n_threads)
+            litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": handler})
+        # LiteLLM re-reads custom_provider_map at the start of every call (function_setup -> custom_llm_setup);
+        # calling it now also makes get_llm_provider("local/...") resolve before the first call.
+        litellm.utils.custom_llm_setup()
+        return handler
