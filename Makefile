@@ -6,13 +6,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data
 
-.PHONY: demo test setup sandbox clean
+.PHONY: demo test setup local sandbox clean
 setup: $(VENV)/.installed
+local: $(VENV)/.installed-local
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "uv>=0.4"
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
+	touch $@
+
+# Local GGUF models (osca[local]): llama-cpp-python compiles from source, ~7-10 min on 2 cores the first time
+# (uv caches the wheel). Only the tests and the local-model examples need it, not the demo.
+$(VENV)/.installed-local: $(VENV)/.installed
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev,local]"
 	touch $@
 
 demo: setup
@@ -25,7 +32,7 @@ sandbox: setup
 	bash sandboxes/ensure-docker.sh
 	$(BIN)/osca sandbox build
 
-test: setup sandbox
+test: setup local sandbox
 	$(BIN)/python -m pytest
 
 clean:

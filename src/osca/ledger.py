@@ -52,6 +52,7 @@ class Ledger:
 
     caps: Caps = field(default_factory=Caps)
     entries: dict[tuple[str, str], Spend] = field(default_factory=dict)
+    _reserved: int = field(default=0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, call_site: str, config: str, spend: Spend) -> None:
@@ -66,14 +67,29 @@ class Ledger:
                     out.add(spend)
         return out
 
-    def room(self, samples: int) -> str | None:
-        """Why `samples` more may not be dispatched now (None: they may)."""
-        spent = self.total()
-        caps = self.caps
-        if caps.samples is not None and spent.samples + samples > caps.samples:
-            return f"sample cap {caps.samples} reached ({spent.samples} drawn, {samples} more asked)"
-        if caps.tokens is not None and spent.tokens >= caps.tokens:
-            return f"token cap {caps.tokens} reached ({spent.tokens} used)"
-        if caps.dollars is not None and spent.cost >= caps.dollars:
-            return f"dollar cap {caps.dollars} reached (${spent.cost:.4f} spent)"
-        return None
+    def reserve(self, samples: int) -> tuple[int, str | None]:
+        """Claim up to `samples` for a request about to be dispatched: (granted, why not all).
+
+        Claims count against the sample cap until `release`d, so concurrent requests cannot overshoot it; token
+        and dollar caps are known only after a call and stop further dispatch once reached.
+        """
+        with self._lock:
+            spent = Spend()
+            for spend in self.entries.values():
+                spent.add(spend)
+            caps = self.caps
+            if caps.tokens is not None and spent.tokens >= caps.tokens:
+                return 0, f"token cap {caps.tokens} reached ({spent.tokens} used)"
+            if caps.dollars is not None and spent.cost >= caps.dollars:
+                return 0, f"dollar cap {caps.dollars} reached (${spent.cost:.4f} spent)"
+            granted = samples
+            if caps.samples is not None:
+                granted = max(0, min(samples, caps.samples - spent.samples - self._reserved))
+            self._reserved += granted
+        why = None if granted == samples else f"sample cap {caps.samples} reached"
+        return granted, why
+
+    def release(self, samples: int) -> None:
+        """Return a reservation once its request has recorded what it actually spent."""
+        with self._lock:
+            self._reserved -= samples

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from ._litellm import litellm
 from .allocation import Allocation
@@ -132,7 +132,7 @@ class AllocatedSampler:
         self.ledger = ledger or Ledger()
         self.concurrency = concurrency
         self.retry_stop = retry_stop or stop_after_attempt(4)
-        self.retry_wait = retry_wait or wait_exponential_jitter(initial=0.5, max=20)
+        self.retry_wait = retry_wait or wait_exponential(multiplier=0.5, max=20) + wait_random(0, 0.5)
         self.sleep = sleep or asyncio.sleep
         self.early_stop = early_stop
         self.wave = wave
@@ -209,7 +209,7 @@ class AllocatedSampler:
         key = request_hash({k: v for k, v in req.items() if k != "seed"})
         out, missing = [], []
         for i in indices:
-            hit = await self.cache.aget(self.call_site, name, i, key) if self.cache else None
+            hit = await self.cache.aget(self.call_site, name, i, key) if self.cache is not None else None
             if hit is not None:
                 out.append(Candidate(config=name, index=i, cached=True, **hit))
             else:
@@ -245,9 +245,17 @@ class AllocatedSampler:
 
     async def _call(self, name: str, req: dict[str, Any], run: list[int], key: str,
                     limit: asyncio.Semaphore) -> list[Candidate]:
-        reason = self.ledger.room(len(run))
-        if reason is not None:
-            return [Candidate(config=name, index=i, error=f"not dispatched: {reason}") for i in run]
+        granted, reason = self.ledger.reserve(len(run))
+        refused = [Candidate(config=name, index=i, error=f"not dispatched: {reason}") for i in run[granted:]]
+        if not granted:
+            return refused
+        try:
+            return await self._dispatch(name, req, run[:granted], key, limit) + refused
+        finally:
+            self.ledger.release(granted)
+
+    async def _dispatch(self, name: str, req: dict[str, Any], run: list[int], key: str,
+                        limit: asyncio.Semaphore) -> list[Candidate]:
         call = dict(req)
         base = self.seed if self.seed is not None else req.get("seed")
         if base is not None:
@@ -288,7 +296,7 @@ class AllocatedSampler:
             if text is None:
                 out.append(Candidate(config=name, index=i, error="the model returned no text", **value))
                 continue
-            if self.cache:
+            if self.cache is not None:
                 await self.cache.aset(self.call_site, name, i, key, value)
             out.append(Candidate(config=name, index=i, **value))
         return out

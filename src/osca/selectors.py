@@ -126,14 +126,16 @@ def normalize_whitespace(text: str) -> str:
     return " ".join(text.split())
 
 
+_LAYOUT = {tokenize.NEWLINE: "<nl>", tokenize.INDENT: "<in>", tokenize.DEDENT: "<out>"}
+
+
 def normalize_code(text: str) -> str:
-    """Python code with comments, docstring-free layout and whitespace differences removed (token stream);
-    text that does not tokenize falls back to whitespace normalization."""
+    """Python code as its token stream: comments, blank lines and spacing differences vanish, block structure
+    (newlines, indents, dedents) stays. Text that does not tokenize falls back to whitespace normalization."""
     code = extract_code(text)
     try:
-        tokens = [t.string for t in tokenize.generate_tokens(io.StringIO(code).readline)
-                  if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
-                                    tokenize.DEDENT, tokenize.ENDMARKER)]
+        tokens = [_LAYOUT.get(t.type, t.string) for t in tokenize.generate_tokens(io.StringIO(code).readline)
+                  if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.ENDMARKER)]
     except (tokenize.TokenError, IndentationError, SyntaxError):
         return normalize_whitespace(code)
     return " ".join(tokens)

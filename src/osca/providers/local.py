@@ -28,8 +28,9 @@ is not thread-safe, so each loaded model has a lock and calls on the same model 
 model: `OSCA_LOCAL_THREADS`, else 1 on a machine with fewer than 4 cores, else 2.
 
 Errors: an unknown model name or a missing package becomes LiteLLM's `BadRequestError` (status 400) whose
-message is osca's (it names the known models or the `pip install 'osca[local]'` command); a prompt plus
-`max_tokens` beyond the context window becomes `litellm.ContextWindowExceededError`.
+message is osca's (it names the known models or the `pip install 'osca[local]'` command); a prompt longer than
+the context window (`n_ctx`, 2048 tokens by default) becomes `litellm.ContextWindowExceededError`, and a
+`max_tokens` that does not fit after the prompt is cut to what fits (finish_reason "length").
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import os
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm's import: no network at import
 
 import asyncio
+import atexit
 import random
 import threading
 import time
@@ -97,8 +99,36 @@ def _load(name: str, *, n_ctx: int, n_threads: int) -> _Loaded:
                                   f"CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" gives a portable build)") from e
             llama = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
                                     n_threads_batch=n_threads, verbose=False, seed=0)
+            if not _models:
+                atexit.register(_close_all)
             loaded = _models[key] = _Loaded(llama, threading.Lock())
         return loaded
+
+
+def _close_all() -> None:
+    """Free the loaded models before interpreter teardown (llama-cpp-python's __del__ fails noisily once module
+    globals are gone). A model still busy in another thread is left alone."""
+    with _models_lock:
+        for key, loaded in list(_models.items()):
+            if loaded.lock.acquire(blocking=False):
+                try:
+                    loaded.llama.close()
+                    del _models[key]
+                finally:
+                    loaded.lock.release()
+        if _models:
+            return
+    # llama-cpp-python keeps two /dev/null files open for the life of the process (to silence llama.cpp) and
+    # never closes them: under warnings-as-errors (pytest's filterwarnings=error) their ResourceWarning at
+    # teardown prints "Exception ignored" tracebacks. Nothing of ours uses them after this point.
+    try:
+        from llama_cpp import _utils
+    except ImportError:  # pragma: no cover - a llama-cpp-python without that module
+        return
+    for name in ("outnull_file", "errnull_file"):
+        f = getattr(_utils, name, None)
+        if f is not None and hasattr(f, "close"):
+            f.close()
 
 
 def _text(content: Any) -> str:

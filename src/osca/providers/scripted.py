@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .._litellm import litellm, register_provider
-from ..exceptions import ConfigError
 
 __all__ = ["Script", "register_script"]
 
@@ -52,11 +51,20 @@ def _handler() -> Any:
                 params = dict(kwargs.get("optional_params") or {})
                 script = _scripts.get(model)
                 if script is None:
-                    raise ConfigError(f"no script registered as {model!r}")
+                    raise lm.BadRequestError(f"no script registered as {model!r}", model=model,
+                                             llm_provider="scripted")
                 with _lock:
                     _calls[model] += 1
                 n, seed = int(params.get("n") or 1), int(params.get("seed") or 0)
-                texts = [script(messages, seed + j, params) for j in range(n)]
+                import openai  # LiteLLM's exceptions derive from openai's
+
+                try:
+                    texts = [script(messages, seed + j, params) for j in range(n)]
+                except openai.APIError:
+                    raise  # a LiteLLM error the script chose (rate limit, 5xx, ...): retried or not by its kind
+                except Exception as e:  # a broken script is a bad request, not a flaky connection
+                    raise lm.BadRequestError(f"script {model!r} failed: {type(e).__name__}: {e}", model=model,
+                                             llm_provider="scripted") from e
                 words = sum(len(str(m.get("content", "")).split()) for m in messages)
                 out = sum(len(t.split()) for t in texts)
                 return lm.ModelResponse(

@@ -1,0 +1,235 @@
+"""SampleCache, request_hash, Ledger, Spend and Caps on their own."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+
+import pytest
+
+from osca.cache import SampleCache, request_hash
+from osca.exceptions import BudgetError
+from osca.ledger import Caps, Ledger, Spend
+
+KEY = request_hash({"model": "scripted/x", "messages": [{"role": "user", "content": "hi"}]})
+VALUE = {"text": "def f():\n    return 1\n", "finish_reason": "stop",
+         "usage": {"prompt_tokens": 3, "completion_tokens": 7}, "cost": 0.25}
+
+
+# ---------------------------------------------------------------------------------------------- SampleCache
+
+@pytest.fixture(params=["memory", "file"])
+def cache(request, tmp_path):
+    with SampleCache(":memory:" if request.param == "memory" else tmp_path / "cache.sqlite") as c:
+        yield c
+
+
+def test_set_then_get_round_trips(cache):
+    assert cache.get("site", "cfg", 0, KEY) is None
+    cache.set("site", "cfg", 0, KEY, VALUE)
+    assert cache.get("site", "cfg", 0, KEY) == VALUE
+    assert len(cache) == 1
+
+
+@pytest.mark.parametrize("other", [("other site", "cfg", 0, KEY), ("site", "other", 0, KEY), ("site", "cfg", 1, KEY),
+                                   ("site", "cfg", 0, request_hash({"model": "scripted/y"}))])
+def test_every_part_of_the_key_matters(cache, other):
+    cache.set("site", "cfg", 0, KEY, VALUE)
+    assert cache.get(*other) is None
+
+
+def test_setting_a_key_again_replaces_its_value(cache):
+    cache.set("site", "cfg", 0, KEY, VALUE)
+    cache.set("site", "cfg", 0, KEY, {**VALUE, "text": "newer"})
+    assert cache.get("site", "cfg", 0, KEY)["text"] == "newer"
+    assert len(cache) == 1
+
+
+def test_async_round_trip(cache):
+    async def go():
+        assert await cache.aget("site", "cfg", 3, KEY) is None
+        await asyncio.gather(*(cache.aset("site", "cfg", i, KEY, {**VALUE, "text": f"t{i}"}) for i in range(4)))
+        return await asyncio.gather(*(cache.aget("site", "cfg", i, KEY) for i in range(4)))
+
+    got = asyncio.run(go())
+    assert [v["text"] for v in got] == ["t0", "t1", "t2", "t3"]
+    assert cache.get("site", "cfg", 2, KEY) == {**VALUE, "text": "t2"}  # async writes are seen by sync reads
+
+
+def test_a_cache_file_persists_across_cache_objects(tmp_path):
+    path = tmp_path / "deeper" / "runs" / "cache.sqlite"  # parent folders are created
+    with SampleCache(path) as first:
+        first.set("site", "cfg", 0, KEY, VALUE)
+        first.set("site", "cfg", 1, KEY, {**VALUE, "text": "second"})
+    with SampleCache(str(path)) as second:
+        assert len(second) == 2
+        assert second.get("site", "cfg", 0, KEY) == VALUE
+        assert second.get("site", "cfg", 1, KEY)["text"] == "second"
+
+
+def test_memory_caches_are_separate():
+    with SampleCache(":memory:") as a, SampleCache() as b:
+        a.set("site", "cfg", 0, KEY, VALUE)
+        assert b.get("site", "cfg", 0, KEY) is None and len(b) == 0
+
+
+def test_concurrent_writers_from_threads(tmp_path):
+    with SampleCache(tmp_path / "c.sqlite") as cache:
+        def write(t: int) -> None:
+            for i in range(25):
+                cache.set("site", f"cfg{t}", i, KEY, {"text": f"{t}-{i}"})
+
+        threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(cache) == 100
+        assert cache.get("site", "cfg3", 24, KEY) == {"text": "3-24"}
+
+
+# ---------------------------------------------------------------------------------------------- request_hash
+
+def test_request_hash_ignores_key_order_at_every_level():
+    a = {"model": "m", "temperature": 0.5, "messages": [{"role": "user", "content": "x"}], "extra": {"a": 1, "b": 2}}
+    b = {"extra": {"b": 2, "a": 1}, "messages": [{"content": "x", "role": "user"}], "temperature": 0.5, "model": "m"}
+    assert request_hash(a) == request_hash(b)
+    assert len(request_hash(a)) == 64 and int(request_hash(a), 16) >= 0  # sha256 hex
+
+
+@pytest.mark.parametrize("change", [
+    {"model": "other"}, {"temperature": 0.6}, {"messages": [{"role": "user", "content": "y"}]},
+    {"messages": [{"role": "system", "content": "x"}]}, {"max_tokens": 5},
+])
+def test_request_hash_differs_for_different_requests(change):
+    base = {"model": "m", "temperature": 0.5, "messages": [{"role": "user", "content": "x"}]}
+    assert request_hash({**base, **change}) != request_hash(base)
+
+
+def test_request_hash_accepts_values_that_are_not_json():
+    class Tool:
+        def __repr__(self) -> str:
+            return "Tool(search)"
+
+    req = {"model": "m", "tools": [Tool()]}
+    assert request_hash(req) == request_hash({"model": "m", "tools": [Tool()]})
+    assert request_hash(req) != request_hash({"model": "m"})
+
+
+# ---------------------------------------------------------------------------------------------- Spend
+
+def test_spend_add_sums_every_field():
+    a = Spend(samples=2, cached=1, failed=3, prompt_tokens=10, completion_tokens=20, cost=0.5)
+    b = Spend(samples=1, cached=4, failed=0, prompt_tokens=5, completion_tokens=7, cost=0.25)
+    a.add(b)
+    assert a == Spend(samples=3, cached=5, failed=3, prompt_tokens=15, completion_tokens=27, cost=0.75)
+    assert b == Spend(samples=1, cached=4, failed=0, prompt_tokens=5, completion_tokens=7, cost=0.25)  # untouched
+    assert a.tokens == 42
+    assert {f.name for f in dataclasses.fields(Spend)} == {"samples", "cached", "failed", "prompt_tokens",
+                                                           "completion_tokens", "cost"}
+
+
+# ---------------------------------------------------------------------------------------------- Ledger
+
+def filled() -> Ledger:
+    ledger = Ledger()
+    ledger.record("plan", "a", Spend(samples=2, prompt_tokens=10, completion_tokens=4, cost=0.1))
+    ledger.record("plan", "a", Spend(samples=1, prompt_tokens=5, completion_tokens=2, cost=0.05))
+    ledger.record("plan", "b", Spend(samples=1, cached=2, prompt_tokens=3, completion_tokens=1))
+    ledger.record("code", "a", Spend(samples=4, failed=1, prompt_tokens=8, completion_tokens=16, cost=0.4))
+    return ledger
+
+
+def test_ledger_totals_filter_by_call_site_and_configuration():
+    ledger = filled()
+    assert ledger.total(call_site="plan", config="a") == Spend(samples=3, prompt_tokens=15, completion_tokens=6,
+                                                               cost=pytest.approx(0.15))
+    assert ledger.total(call_site="plan") == Spend(samples=4, cached=2, prompt_tokens=18, completion_tokens=7,
+                                                   cost=pytest.approx(0.15))
+    assert ledger.total(config="a") == Spend(samples=7, failed=1, prompt_tokens=23, completion_tokens=22,
+                                             cost=pytest.approx(0.55))
+    assert ledger.total() == Spend(samples=8, cached=2, failed=1, prompt_tokens=26, completion_tokens=23,
+                                   cost=pytest.approx(0.55))
+    assert ledger.total(call_site="code", config="b") == Spend()
+    assert ledger.total(call_site="nowhere") == Spend()
+
+
+def test_ledger_totals_are_copies():
+    ledger = filled()
+    total = ledger.total(call_site="plan", config="a")
+    total.add(Spend(samples=100))
+    assert ledger.total(call_site="plan", config="a").samples == 3
+
+
+def test_ledger_records_from_many_threads():
+    ledger = Ledger()
+
+    def spend() -> None:
+        for _ in range(500):
+            ledger.record("site", "cfg", Spend(samples=1, prompt_tokens=2))
+
+    threads = [threading.Thread(target=spend) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert ledger.total() == Spend(samples=4000, prompt_tokens=8000)
+
+
+# ---------------------------------------------------------------------------------------------- Caps
+
+@pytest.mark.parametrize("caps", [dict(samples=0), dict(samples=-1), dict(tokens=0), dict(dollars=0.0),
+                                  dict(dollars=-1.0), dict(samples=5, tokens=0)])
+def test_caps_that_allow_nothing_are_budget_errors(caps):
+    with pytest.raises(BudgetError):
+        Caps(**caps)
+
+
+def test_valid_caps():
+    assert Caps() == Caps(samples=None, tokens=None, dollars=None)
+    caps = Caps(samples=1, tokens=1, dollars=0.001)
+    assert (caps.samples, caps.tokens, caps.dollars) == (1, 1, 0.001)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        caps.samples = 5  # type: ignore[misc]
+
+
+def test_reserve_without_caps_is_unlimited():
+    ledger = filled()
+    assert ledger.reserve(10**9) == (10**9, None)
+
+
+def test_reserve_under_a_sample_cap():
+    ledger = Ledger(caps=Caps(samples=5))
+    assert ledger.reserve(5) == (5, None)
+    granted, why = ledger.reserve(1)  # all 5 are claimed by requests still in flight
+    assert granted == 0 and "sample cap 5" in why
+    ledger.release(5)
+    ledger.record("s", "c", Spend(samples=3, cached=10, failed=10))  # only drawn samples count
+    assert ledger.reserve(2) == (2, None)
+    ledger.release(2)
+    granted, why = ledger.reserve(3)  # a request larger than the room left gets what fits
+    assert granted == 2 and "sample cap" in why
+
+
+def test_reserve_under_token_and_dollar_caps():
+    tokens = Ledger(caps=Caps(tokens=10))
+    tokens.record("s", "c", Spend(prompt_tokens=4, completion_tokens=5))
+    assert tokens.reserve(100) == (100, None)  # 9 of 10 tokens used: one more request may go
+    tokens.record("s", "c", Spend(completion_tokens=1))
+    granted, why = tokens.reserve(1)
+    assert granted == 0 and "token cap 10" in why
+
+    dollars = Ledger(caps=Caps(dollars=1.0))
+    dollars.record("s", "c", Spend(cost=0.75))
+    assert dollars.reserve(1) == (1, None)
+    dollars.record("s", "c", Spend(cost=0.25))
+    granted, why = dollars.reserve(1)
+    assert granted == 0 and "dollar cap" in why
+
+
+def test_caps_apply_across_call_sites():
+    ledger = Ledger(caps=Caps(samples=4))
+    ledger.record("plan", "a", Spend(samples=2))
+    ledger.record("code", "b", Spend(samples=2))
+    assert ledger.reserve(1)[0] == 0
