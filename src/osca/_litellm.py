@@ -22,3 +22,11 @@ def register_provider(name: str, handler: Any) -> None:
     from litellm.utils import custom_llm_setup
 
     custom_llm_setup()
+
+
+def ensure_provider(model: str) -> None:
+    """Register osca's own provider a model string names (`local/...`), so it works without a set-up call."""
+    if model.startswith("local/"):
+        from .providers.local import register
+
+        register()

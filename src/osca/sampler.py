@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
-from ._litellm import litellm
+from ._litellm import ensure_provider, litellm
 from .allocation import Allocation
 from .cache import SampleCache, request_hash
 from .configs import SamplingConfig
@@ -159,6 +159,7 @@ class AllocatedSampler:
             req["messages"] = _apply_variant(self.prompt_variants[cfg.prompt_variant], req.get("messages", []))
         if "model" not in req:
             raise ConfigError(f"no model: the call gives none and configuration {config!r} sets none")
+        ensure_provider(req["model"])
         return req
 
     # ------------------------------------------------------------------------------------------ calls

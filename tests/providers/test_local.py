@@ -221,3 +221,17 @@ def test_qwen_coder_answers(litellm_local):
     response = litellm_local.completion(model="local/qwen2.5-coder-0.5b", max_tokens=8, temperature=0.2, seed=1,
                                         messages=[{"role": "user", "content": "Write a Python hello world."}])
     assert _texts(response)[0].strip() and 0 < response.usage.completion_tokens <= 8
+
+
+@needs_llama
+def test_sampler_draws_real_local_samples_without_set_up():
+    from osca import AllocatedSampler, Allocation, SamplingConfig
+
+    configs = [SamplingConfig(name="cool", model="local/smollm2-135m", temperature=0.3),
+               SamplingConfig(name="hot", model="local/smollm2-135m", temperature=1.2)]
+    sampler = AllocatedSampler(configs, Allocation({"cool": 1, "hot": 2}), seed=11)  # no register() call
+    resp = sampler.completion(messages=[{"role": "user", "content": "Name a colour."}], max_tokens=6)
+    assert [(c.config, c.index) for c in resp.candidates] == [("hot", 0), ("cool", 0), ("hot", 1)]
+    assert all(c.text and c.error is None and c.usage["completion_tokens"] > 0 for c in resp.candidates)
+    assert resp.choices[0].message.content == resp.selected.text
+    assert sampler.ledger.total().samples == 3
