@@ -1,7 +1,7 @@
 """Sampler overhead: N candidates through raw `litellm.acompletion` vs through `AllocatedSampler`.
 
 A local OpenAI-compatible HTTP stub on 127.0.0.1 answers every request after a fixed latency. Both ways send
-the same N single-sample requests with the same concurrency, in one run, alternating, several rounds; the
+the same N single-sample requests with the same concurrency, in one event loop, alternating, several rounds; the
 script prints the wall times and the ratio sampler / raw (target <= 1.05x).
 
     python benchmarks/bench_sampler.py [--n 64] [--concurrency 16] [--latency 0.1] [--rounds 3]
@@ -84,11 +84,16 @@ def main() -> None:
     server = stub_server(args.latency)
     call = {"model": "openai/stub", "api_base": f"http://127.0.0.1:{server.server_port}/v1", "api_key": "none",
             "messages": [{"role": "user", "content": "say something"}]}
-    asyncio.run(raw(4, 4, call))  # warm up imports and connections
     times: dict[str, list[float]] = {"raw litellm.acompletion": [], "AllocatedSampler": []}
-    for _ in range(args.rounds):
-        times["raw litellm.acompletion"].append(asyncio.run(raw(args.n, args.concurrency, call)))
-        times["AllocatedSampler"].append(asyncio.run(sampled(args.n, args.concurrency, call)))
+
+    async def alternate() -> None:  # one event loop for both ways: same connection pool, same warm caches
+        await raw(args.n, args.concurrency, call)  # warm up imports and connections
+        await sampled(args.n, args.concurrency, call)
+        for _ in range(args.rounds):
+            times["raw litellm.acompletion"].append(await raw(args.n, args.concurrency, call))
+            times["AllocatedSampler"].append(await sampled(args.n, args.concurrency, call))
+
+    asyncio.run(alternate())
     server.shutdown()
     ideal = args.n / args.concurrency * args.latency
     print(f"{args.n} candidates, concurrency {args.concurrency}, stub latency {args.latency}s "
