@@ -1,0 +1,154 @@
+"""Wrapping LangGraph nodes: LiteLLM calls inside them are sampled, calls anywhere else are not."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import threading
+from typing import Annotated, TypedDict
+
+import litellm
+import pytest
+from langgraph.graph import END, START, StateGraph
+
+from osca import AllocatedSampler, Allocation, ConfigError, SamplingConfig
+from osca.langgraph import SampledCall, allocated, instrument
+from osca.providers.scripted import register_script
+
+MODEL = register_script("graph", lambda messages, i, params: f"sample {i} at t={params.get('temperature')}")
+ASK = [{"role": "user", "content": "go"}]
+
+
+class State(TypedDict, total=False):
+    out: Annotated[list, operator.add]
+    osca: Annotated[list, operator.add]
+
+
+def sampler() -> AllocatedSampler:
+    configs = [SamplingConfig(name="cold", temperature=0.1), SamplingConfig(name="hot", temperature=0.9)]
+    return AllocatedSampler(configs, Allocation({"cold": 2, "hot": 1}), seed=0)
+
+
+def ask() -> str:
+    return litellm.completion(model=MODEL, messages=ASK).choices[0].message.content
+
+
+async def aask() -> str:
+    return (await litellm.acompletion(model=MODEL, messages=ASK)).choices[0].message.content
+
+
+def run(*nodes, edges=None, **compile_kw) -> dict:
+    builder = StateGraph(State)
+    for name, fn in nodes:
+        builder.add_node(name, fn)
+    for a, b in edges or [(START, nodes[0][0])] + [(nodes[k][0], nodes[k + 1][0]) for k in range(len(nodes) - 1)] \
+            + [(nodes[-1][0], END)]:
+        builder.add_edge(a, b)
+    return builder.compile().invoke({"out": [], "osca": []})
+
+
+def test_wrapped_node_is_sampled_and_the_next_node_is_not():
+    s = sampler()
+    wrapped = allocated(s, state_key="osca")(lambda state: {"out": [ask()]})
+    plain = lambda state: {"out": [ask()]}  # noqa: E731
+    result = run(("wrapped", wrapped), ("plain", plain))
+    assert result["out"][1] == "sample 0 at t=None"  # untouched: the call site's own arguments
+    assert result["out"][0].endswith(("t=0.1", "t=0.9"))
+    [call] = result["osca"]
+    assert isinstance(call, SampledCall) and call.node == "wrapped"
+    assert sorted((c.config, c.index) for c in call.response.candidates) == [("cold", 0), ("cold", 1), ("hot", 0)]
+    assert s.ledger.total().samples == 3
+    assert ask() == "sample 0 at t=None"  # and nothing outside a graph is routed
+
+
+def test_async_node_and_acompletion():
+    s = sampler()
+
+    @allocated(s)
+    async def node(state):
+        return {"out": [await aask()]}
+
+    builder = StateGraph(State)
+    builder.add_node("node", node)
+    builder.add_edge(START, "node")
+    builder.add_edge("node", END)
+    result = asyncio.run(builder.compile().ainvoke({"out": []}))
+    assert result["out"][0].endswith(("t=0.1", "t=0.9"))
+    assert s.ledger.total().samples == 3
+
+
+def test_concurrent_branches_only_the_wrapped_one_samples():
+    s = sampler()
+
+    async def plain(state):
+        await asyncio.sleep(0.01)
+        return {"out": ["plain: " + await aask()]}
+
+    @allocated(s)
+    async def wrapped(state):
+        await asyncio.sleep(0.01)
+        return {"out": ["wrapped: " + await aask()]}
+
+    builder = StateGraph(State)
+    builder.add_node("plain", plain)
+    builder.add_node("wrapped", wrapped)
+    builder.add_edge(START, "plain")
+    builder.add_edge(START, "wrapped")
+    builder.add_edge("plain", END)
+    builder.add_edge("wrapped", END)
+    out = dict(line.split(": ", 1) for line in asyncio.run(builder.compile().ainvoke({"out": []}))["out"])
+    assert out["plain"] == "sample 0 at t=None"
+    assert out["wrapped"] != "sample 0 at t=None"
+    assert s.ledger.total().samples == 3
+
+
+def test_a_thread_the_node_starts_without_its_context_is_not_routed():
+    s = sampler()
+    seen = []
+
+    @allocated(s)
+    def node(state):
+        worker = threading.Thread(target=lambda: seen.append(ask()))
+        worker.start()
+        worker.join()
+        return {"out": [ask()]}
+
+    result = run(("node", node))
+    assert seen == ["sample 0 at t=None"]
+    assert result["out"][0] != "sample 0 at t=None"
+
+
+def test_instrument_routes_by_node_name():
+    coder, planner = sampler(), sampler()
+    builder = StateGraph(State)
+    for name in ("plan", "code", "check"):
+        builder.add_node(name, lambda state: {"out": [ask()]})
+    builder.add_edge(START, "plan")
+    builder.add_edge("plan", "code")
+    builder.add_edge("code", "check")
+    builder.add_edge("check", END)
+    graph = instrument(builder, {"plan": planner, "code": coder})
+    out = graph.invoke({"out": []})["out"]
+    assert out[2] == "sample 0 at t=None"  # `check` has no sampler
+    assert coder.ledger.total().samples == 3 and planner.ledger.total().samples == 3
+    with pytest.raises(ConfigError, match="no node named 'review'"):
+        instrument(builder, {"review": coder})
+
+
+def test_a_store_picks_the_sampler_by_node_name():
+    store = {"code": sampler()}
+    node = allocated(store)(lambda state: {"out": [ask()]})
+    result = run(("code", node), ("other", allocated(store)(lambda state: {"out": [ask()]})))
+    assert result["out"][1] == "sample 0 at t=None"
+    assert store["code"].ledger.total().samples == 3
+    with pytest.raises(ConfigError, match="inside a LangGraph graph"):
+        node({"out": []})
+
+
+def test_wrapping_keeps_the_node_signature():
+    def node(state, config):
+        return {"out": [config["metadata"]["langgraph_node"]]}
+
+    wrapped = allocated(sampler())(node)
+    assert wrapped.__wrapped__ is node and wrapped.__name__ == "node"
+    assert run(("named", wrapped))["out"] == ["named"]
