@@ -199,6 +199,33 @@ def verify(
     raise typer.Exit(0 if verdict.passed else 1)
 
 
+@app.command()
+def estimate(
+    spec: Annotated[str, typer.Argument(help="module:name or file.py:name of an osca.estimate.EstimationSpec.")],
+    run_dir: Annotated[Path, typer.Option(help="Progress lives here; a re-run resumes.")] = Path("runs/estimate"),
+    c0: Annotated[int | None, typer.Option(help="Samples per problem and configuration (default: the spec's).")]
+    = None,
+    concurrency: Annotated[int, typer.Option(help="Graph runs in flight at once.")] = 4,
+    seed: SeedOpt = 0,
+) -> None:
+    """Estimate the count matrix of SPEC's step: C0 samples per (problem, configuration), verified."""
+    from .estimate import estimate as run_estimate
+    from .estimate import load_spec
+
+    s = load_spec(spec)
+    matrix = run_estimate(s.graph, s.step, s.problems, s.configs, verify=s.verify, c0=c0 or s.c0,
+                          run_dir=run_dir, concurrency=concurrency, seed=seed, progress=err.is_terminal)
+    table = Table(title=f"correct samples at {s.step!r} ({matrix.n_problems} problems)")
+    table.add_column("configuration")
+    table.add_column("correct / runs", justify="right")
+    table.add_column("mean pass@1", justify="right")
+    for i, name in enumerate(matrix.names):
+        table.add_row(name, f"{int(matrix.correct[i].sum())} / {int(matrix.runs[i].sum())}",
+                      f"{matrix.rates[i].mean():.3f}")
+    out.print(table)
+    out.print(f"wrote {run_dir / 'counts.json'} (use it with `osca learn` / `osca curve`)")
+
+
 def main() -> None:
     """Console entry point: osca's own errors become one line and exit code 2."""
     try:
