@@ -66,6 +66,9 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
     matrix = estimate(graph(), "solve", PROBLEMS, CONFIGS, verify=counting, c0=4, run_dir=tmp_path, progress=False)
     assert len(seen) == 24 - 4  # the four logged samples were not drawn again
     assert (matrix.correct == EXPECTED).all()
+    records = [json.loads(line) for line in log.read_text().splitlines()]  # the torn line is gone
+    keys = [(r["problem"], r["config"], r["sample"]) for r in records]
+    assert len(keys) == len(set(keys)) == 24  # nothing duplicated, nothing lost
 
 
 def test_bad_input(tmp_path):
@@ -96,3 +99,58 @@ def test_cli_writes_counts_and_resumes(tmp_path):
 
 def test_spec_loads_by_file_path():
     assert load_spec(SPEC).step == "solve" and spec().c0 == 4
+
+
+def test_learn_steps_coordinate_wise(tmp_path):
+    from typing import TypedDict
+
+    import litellm
+    from langgraph.graph import END, START, StateGraph
+
+    from osca import SamplingConfig
+    from osca.estimate import Problem, learn_steps
+    from osca.providers.scripted import register_script
+
+    def planner(messages, index, params):  # careful plans help "a" problems, bold plans help "b" problems
+        return "careful" if (params.get("temperature") or 0) < 0.5 else "bold"
+
+    def coder(messages, index, params):
+        text = messages[-1]["content"]
+        fits = ("careful" in text and "task a" in text) or ("bold" in text and "task b" in text)
+        return "right" if fits and (index % 2 == 0 or (params.get("temperature") or 0) > 0.5) else "wrong"
+
+    plan_model, code_model = register_script("steps-plan", planner), register_script("steps-code", coder)
+
+    class State(TypedDict, total=False):
+        task: str
+        plan: str
+        answer: str
+
+    def plan(state):
+        reply = litellm.completion(model=plan_model, messages=[{"role": "user", "content": state["task"]}])
+        return {"plan": reply.choices[0].message.content}
+
+    def code(state):
+        prompt = f"{state['task']} with a {state['plan']} plan"
+        return {"answer": litellm.completion(model=code_model, messages=[{"role": "user", "content": prompt}])
+                .choices[0].message.content}
+
+    builder = StateGraph(State)
+    builder.add_node("plan", plan)
+    builder.add_node("code", code)
+    builder.add_edge(START, "plan")
+    builder.add_edge("plan", "code")
+    builder.add_edge("code", END)
+    problems = [Problem(id=f"{kind}{j}", input={"task": f"task {kind}"}) for kind in "ab" for j in range(4)]
+    steps = {"plan": [SamplingConfig(name="careful", temperature=0.2), SamplingConfig(name="bold", temperature=0.9)],
+             "code": [SamplingConfig(name="cool", temperature=0.2), SamplingConfig(name="warm", temperature=0.9)]}
+    reports = learn_steps(builder, steps, problems, verify=lambda p, s: s["answer"] == "right", c0=2, budget=2,
+                          run_dir=tmp_path, default={"plan": "careful", "code": "cool"}, progress=False)
+    assert [r.step for r in reports] == ["plan", "code"]
+    plan_counts = reports[0].counts
+    assert plan_counts.correct.sum() > 0 and (plan_counts.runs == 2).all()
+    assert reports[0].learned.allocation.total == 2 and reports[1].learned.allocation.total == 2
+    # the code step was estimated with the plan step running its learned sampler
+    assert reports[0].sampler.ledger.total().samples == 2 * len(problems) * 2 * 2  # 2 per run, 16 runs
+    assert reports[1].row.osca_test >= reports[1].row.uniform_test - 1e-12
+    assert (tmp_path / "plan" / "counts.json").exists() and (tmp_path / "code" / "counts.json").exists()

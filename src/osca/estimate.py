@@ -15,7 +15,7 @@ import asyncio
 import inspect
 import json
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from .configs import SamplingConfig
 from .counts import CountMatrix
 from .exceptions import BudgetError, ConfigError, DataError
 
-__all__ = ["EstimationSpec", "Problem", "aestimate", "estimate", "load_spec"]
+__all__ = ["EstimationSpec", "Problem", "StepReport", "aestimate", "estimate", "learn_steps", "load_spec"]
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,15 @@ def load_spec(target: str) -> EstimationSpec:
 
 
 def _done(log: Path) -> dict[tuple[str, str, int], bool]:
-    """Finished samples from the log; a torn last line (a crash mid-write) is ignored."""
+    """Finished samples from the log. A torn last line (a crash mid-write) is cut off, so that the next record
+    starts on a line of its own."""
     done: dict[tuple[str, str, int], bool] = {}
     if not log.exists():
         return done
+    data = log.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with log.open("r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
     for line in log.read_text().splitlines():
         try:
             rec = json.loads(line)
@@ -100,7 +105,7 @@ def _done(log: Path) -> dict[tuple[str, str, int], bool]:
 
 async def aestimate(graph: Any, step: str, problems: Sequence[Problem], configs: Sequence[SamplingConfig], *,
                     verify: Verify, c0: int, run_dir: str | Path, concurrency: int = 4, seed: int = 0,
-                    progress: bool = True) -> CountMatrix:
+                    progress: bool = True, fixed: Mapping[str, Any] | None = None) -> CountMatrix:
     """Async twin of `estimate` (see the module docstring)."""
     from .langgraph import instrument
     from .sampler import AllocatedSampler
@@ -122,6 +127,7 @@ async def aestimate(graph: Any, step: str, problems: Sequence[Problem], configs:
     compiled = graph.compile() if hasattr(graph, "add_node") else graph
     if step not in getattr(compiled, "nodes", {step}):
         raise ConfigError(f"no node named {step!r} in the graph")
+    others = {name: s for name, s in (fixed or {}).items() if name != step}
 
     async def one(problem: Problem, config: SamplingConfig, k: int) -> None:
         sampler = AllocatedSampler(configs, Allocation({config.name: 1}), seed=seed + k,
@@ -129,7 +135,7 @@ async def aestimate(graph: Any, step: str, problems: Sequence[Problem], configs:
         record: dict[str, Any] = {"problem": problem.id, "config": config.name, "sample": k}
         async with limit:
             try:
-                final = await instrument(compiled, {step: sampler}).ainvoke(problem.input)
+                final = await instrument(compiled, {**others, step: sampler}).ainvoke(problem.input)
                 verdict = verify(problem, final)
                 record.update(correct=bool(await verdict if inspect.isawaitable(verdict) else verdict), error=None)
             except Exception as e:  # recorded, retried by the next run; never counted as correct
@@ -173,7 +179,7 @@ async def aestimate(graph: Any, step: str, problems: Sequence[Problem], configs:
 
 def estimate(graph: Any, step: str, problems: Sequence[Problem], configs: Sequence[SamplingConfig], *,
              verify: Verify, c0: int, run_dir: str | Path, concurrency: int = 4, seed: int = 0,
-             progress: bool = True) -> CountMatrix:
+             progress: bool = True, fixed: Mapping[str, Any] | None = None) -> CountMatrix:
     """Draw `c0` samples per (problem, configuration) at node `step` of `graph`, judge each run of the graph
     with `verify(problem, final_state)`, and return the counts (resumable through `run_dir`).
 
@@ -187,6 +193,60 @@ def estimate(graph: Any, step: str, problems: Sequence[Problem], configs: Sequen
         run_dir: where progress is kept; a re-run resumes from it.
         concurrency: graph runs in flight at once.
         seed: sample k of a configuration is requested with seed + k.
+        fixed: node -> sampler for other steps (e.g. their learned allocations); the rest run as they are.
     """
     return asyncio.run(aestimate(graph, step, problems, configs, verify=verify, c0=c0, run_dir=run_dir,
-                                 concurrency=concurrency, seed=seed, progress=progress))
+                                 concurrency=concurrency, seed=seed, progress=progress, fixed=fixed))
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What per-step learning found for one node."""
+
+    step: str
+    counts: CountMatrix
+    """C0 samples per (problem, configuration) at this step, earlier steps at their learned allocations."""
+    learned: Any
+    """The `AllocationResult` on the training part."""
+    row: Any
+    """The `CurveRow` on the test part: default pure, optimal pure, uniform and the learned allocation."""
+    sampler: Any
+    """The `AllocatedSampler` this step uses from now on."""
+
+
+def learn_steps(graph: Any, steps: Mapping[str, Sequence[SamplingConfig]], problems: Sequence[Problem], *,
+                verify: Verify, c0: int, budget: int | Mapping[str, int], run_dir: str | Path,
+                train_fraction: float = 0.5, default: Mapping[str, str] | None = None, seed: int = 0,
+                concurrency: int = 4, progress: bool = True,
+                make_sampler: Callable[[str, Sequence[SamplingConfig], Allocation], Any] | None = None,
+                ) -> list[StepReport]:
+    """Learn an allocation for each step of a multi-step graph, coordinate-wise in the given (graph) order.
+
+    Step by step: estimate the step's counts with the steps already learned running their learned samplers and
+    the later ones as they are, split the problems (seeded), learn the step's allocation on the training part
+    and judge it on the test part against default pure, optimal pure and uniform.
+
+    Args:
+        steps: node -> its sampling configurations, in graph order.
+        budget: samples per call at every step, or per step.
+        default: node -> the configuration used without osca (for the "default pure" baseline).
+        make_sampler: builds a step's sampler from its learned allocation (default: an `AllocatedSampler`
+            with the default selector; pass one with a step-local verifier where there is one).
+    """
+    from .evaluate import curve
+    from .learn import learn_allocation
+    from .sampler import AllocatedSampler
+
+    budgets = {s: budget for s in steps} if isinstance(budget, int) else dict(budget)
+    build = make_sampler or (lambda step, configs, alloc: AllocatedSampler(configs, alloc, seed=seed))
+    fixed: dict[str, Any] = {}
+    reports = []
+    for step, configs in steps.items():
+        counts = estimate(graph, step, problems, configs, verify=verify, c0=c0, run_dir=Path(run_dir) / step,
+                          concurrency=concurrency, seed=seed, progress=progress, fixed=fixed)
+        split = counts.split(train_fraction, seed)
+        learned = learn_allocation(split.train, budgets[step], seed=seed)
+        [row] = curve([split], [budgets[step]], default=(default or {}).get(step), seed=seed)
+        fixed[step] = build(step, configs, learned.allocation)
+        reports.append(StepReport(step, counts, learned, row, fixed[step]))
+    return reports
