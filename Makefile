@@ -16,10 +16,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
 	touch $@
 
-# Local GGUF models (osca[local]): llama-cpp-python compiles from source, ~7-10 min on 2 cores the first time
-# (uv caches the wheel). Only the tests and the local-model examples need it, not the demo.
+# Local GGUF models (osca[local]): llama-cpp-python is an sdist that compiles for ~5-10 min on 2 cores. Its
+# wheel is built once per machine into $(WHEELS) and found there afterwards (uv's own cache rebuilds it
+# whenever PyPI's cache headers expire). Only the tests and the local-model examples need it, not the demo.
+WHEELS ?= $(HOME)/.cache/osca/wheels
+LLAMA := llama-cpp-python==0.3.36
 $(VENV)/.installed-local: $(VENV)/.installed
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev,local]"
+	ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || \
+		CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip wheel --quiet --no-deps -w $(WHEELS) "$(LLAMA)"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --find-links $(WHEELS) -e ".[dev,local]"
 	touch $@
 
 demo: setup
