@@ -11,6 +11,10 @@ runs/per_step/. Needs `pip install 'osca[local]'` and Docker with the sandbox im
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline: LiteLLM's bundled price list
+
 import argparse
 from typing import TypedDict
 

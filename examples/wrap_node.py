@@ -10,6 +10,10 @@ code. Needs `pip install 'osca[local]'` and a Docker engine with the sandbox ima
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline: LiteLLM's bundled price list
+
 import operator
 from typing import Annotated, TypedDict
 
