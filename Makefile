@@ -24,7 +24,7 @@ LLAMA := llama-cpp-python==0.3.36
 $(VENV)/.installed-local: $(VENV)/.installed
 	ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || \
 		CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip wheel --quiet --no-deps -w $(WHEELS) "$(LLAMA)"
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --find-links $(WHEELS) -e ".[dev,local]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --find-links $(WHEELS) -e ".[dev,local,ray]"
 	touch $@
 
 demo: setup

@@ -154,3 +154,21 @@ def test_learn_steps_coordinate_wise(tmp_path):
     assert reports[0].sampler.ledger.total().samples == 2 * len(problems) * 2 * 2  # 2 per run, 16 runs
     assert reports[1].row.osca_test >= reports[1].row.uniform_test - 1e-12
     assert (tmp_path / "plan" / "counts.json").exists() and (tmp_path / "code" / "counts.json").exists()
+
+
+def test_ray_executor_matches_the_local_one(tmp_path):
+    ray = pytest.importorskip("ray", reason="pip install 'osca[ray]'")
+    from osca.estimate import RayExecutor
+
+    here = Path(__file__).parent
+    local = estimate(graph(), "solve", PROBLEMS, CONFIGS, verify=right, c0=4, run_dir=tmp_path / "local",
+                     progress=False)
+    executor = RayExecutor(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                           runtime_env={"env_vars": {"PYTHONPATH": str(here)}})  # workers import estimate_spec
+    try:
+        remote = estimate(graph(), "solve", PROBLEMS, CONFIGS, verify=right, c0=4, run_dir=tmp_path / "ray",
+                          progress=False, executor=executor)
+    finally:
+        ray.shutdown()
+    assert (remote.correct == local.correct).all() and (remote.runs == local.runs).all()
+    assert len((tmp_path / "ray" / "samples.jsonl").read_text().splitlines()) == 24

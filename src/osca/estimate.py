@@ -15,7 +15,7 @@ import asyncio
 import inspect
 import json
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from .configs import SamplingConfig
 from .counts import CountMatrix
 from .exceptions import BudgetError, ConfigError, DataError
 
-__all__ = ["EstimationSpec", "Problem", "StepReport", "aestimate", "estimate", "learn_steps", "load_spec"]
+__all__ = ["EstimationSpec", "LocalExecutor", "Problem", "RayExecutor", "StepReport", "aestimate", "estimate",
+           "learn_steps", "load_spec"]
 
 
 @dataclass(frozen=True)
@@ -103,13 +104,81 @@ def _done(log: Path) -> dict[tuple[str, str, int], bool]:
     return done
 
 
-async def aestimate(graph: Any, step: str, problems: Sequence[Problem], configs: Sequence[SamplingConfig], *,
-                    verify: Verify, c0: int, run_dir: str | Path, concurrency: int = 4, seed: int = 0,
-                    progress: bool = True, fixed: Mapping[str, Any] | None = None) -> CountMatrix:
-    """Async twin of `estimate` (see the module docstring)."""
+def _draw_one(graph: Any, step: str, others: Mapping[str, Any], configs: Sequence[SamplingConfig],
+              problem: Problem, config: str, k: int, seed: int, verify: Verify) -> dict[str, Any]:
+    """One estimation sample: run the graph with `step` drawing from `config` alone, judge the final state.
+
+    A plain function of picklable arguments, so any executor (threads here, Ray workers) can run it.
+    """
     from .langgraph import instrument
     from .sampler import AllocatedSampler
 
+    record: dict[str, Any] = {"problem": problem.id, "config": config, "sample": k}
+    try:
+        compiled = graph.compile() if hasattr(graph, "add_node") else graph
+        sampler = AllocatedSampler(configs, Allocation({config: 1}), seed=seed + k,
+                                   call_site=f"{step}/{problem.id}/{k}")
+        final = instrument(compiled, {**others, step: sampler}).invoke(problem.input)
+        verdict = verify(problem, final)
+        if inspect.isawaitable(verdict):
+            verdict = asyncio.run(verdict)
+        record.update(correct=bool(verdict), error=None)
+    except Exception as e:  # recorded, retried by the next run; never counted as correct
+        record.update(correct=False, error=f"{type(e).__name__}: {e}")
+    return record
+
+
+class LocalExecutor:
+    """Runs estimation samples in threads of this process, `concurrency` at a time (the default)."""
+
+    def __init__(self, concurrency: int = 4) -> None:
+        if concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+        self.concurrency = concurrency
+
+    async def map(self, fn: Callable[..., dict[str, Any]], calls: Sequence[tuple]) -> AsyncIterator[dict[str, Any]]:
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def one(args: tuple) -> dict[str, Any]:
+            async with limit:
+                return await asyncio.to_thread(fn, *args)
+
+        for next_done in asyncio.as_completed([one(args) for args in calls]):
+            yield await next_done
+
+
+class RayExecutor:
+    """Runs estimation samples as Ray tasks: a local Ray instance, or a cluster at `address` (`osca[ray]`).
+
+    The graph, its node functions and `verify` travel to the workers by pickle: define them in an importable
+    module (give workers its path with `runtime_env`, e.g. ``{"env_vars": {"PYTHONPATH": ...}}``).
+    """
+
+    def __init__(self, address: str | None = None, *, task_cpus: float = 1, **init: Any) -> None:
+        self.address = address
+        self.task_cpus = task_cpus
+        self.init = init  # more `ray.init` arguments (num_cpus, runtime_env, ...) when this starts Ray
+
+    async def map(self, fn: Callable[..., dict[str, Any]], calls: Sequence[tuple]) -> AsyncIterator[dict[str, Any]]:
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("the Ray executor needs Ray: pip install 'osca[ray]'") from None
+        if not ray.is_initialized():
+            ray.init(address=self.address, **self.init)
+        remote = ray.remote(num_cpus=self.task_cpus)(fn)
+        pending = [remote.remote(*args) for args in calls]
+        while pending:
+            ready, pending = await asyncio.to_thread(ray.wait, pending, num_returns=1)
+            for ref in ready:
+                yield ray.get(ref)
+
+
+async def aestimate(graph: Any, step: str, problems: Sequence[Problem], configs: Sequence[SamplingConfig], *,
+                    verify: Verify, c0: int, run_dir: str | Path, concurrency: int = 4, seed: int = 0,
+                    progress: bool = True, fixed: Mapping[str, Any] | None = None,
+                    executor: LocalExecutor | RayExecutor | None = None) -> CountMatrix:
+    """Async twin of `estimate` (see the module docstring)."""
     if c0 < 1:
         raise BudgetError(f"c0 (samples per problem and configuration) must be >= 1, got {c0}")
     ids = [p.id for p in problems]
@@ -117,48 +186,29 @@ async def aestimate(graph: Any, step: str, problems: Sequence[Problem], configs:
         raise DataError("problem ids are not unique")
     if not configs:
         raise ConfigError("no sampling configurations to estimate")
+    nodes = getattr(graph, "nodes", {step})
+    if step not in nodes:
+        raise ConfigError(f"no node named {step!r} in the graph")
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     log = run / "samples.jsonl"
     done = _done(log)
-    todo = [(p, c, k) for p in problems for c in configs for k in range(c0) if (p.id, c.name, k) not in done]
-    limit = asyncio.Semaphore(concurrency)
-    lock = asyncio.Lock()
-    compiled = graph.compile() if hasattr(graph, "add_node") else graph
-    if step not in getattr(compiled, "nodes", {step}):
-        raise ConfigError(f"no node named {step!r} in the graph")
     others = {name: s for name, s in (fixed or {}).items() if name != step}
-
-    async def one(problem: Problem, config: SamplingConfig, k: int) -> None:
-        sampler = AllocatedSampler(configs, Allocation({config.name: 1}), seed=seed + k,
-                                   call_site=f"{step}/{problem.id}/{k}")
-        record: dict[str, Any] = {"problem": problem.id, "config": config.name, "sample": k}
-        async with limit:
-            try:
-                final = await instrument(compiled, {**others, step: sampler}).ainvoke(problem.input)
-                verdict = verify(problem, final)
-                record.update(correct=bool(await verdict if inspect.isawaitable(verdict) else verdict), error=None)
-            except Exception as e:  # recorded, retried by the next run; never counted as correct
-                record.update(correct=False, error=f"{type(e).__name__}: {e}")
-        async with lock:
-            with log.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            if record["error"] is None:
-                done[(problem.id, config.name, k)] = record["correct"]
-            bar_advance()
+    calls = [(graph, step, others, configs, p, c.name, k, seed, verify)
+             for p in problems for c in configs for k in range(c0) if (p.id, c.name, k) not in done]
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn(f"estimating {step}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=not progress) as bar:
+                  disable=not progress) as bar, log.open("a") as out:
         task = bar.add_task("", total=len(problems) * len(configs) * c0, completed=len(done))
-
-        def bar_advance() -> None:
+        async for record in (executor or LocalExecutor(concurrency)).map(_draw_one, calls):
+            out.write(json.dumps(record) + "\n")  # one writer: this loop; every sample is on disk before the next
+            out.flush()
+            os.fsync(out.fileno())
+            if record["error"] is None:
+                done[(record["problem"], record["config"], int(record["sample"]))] = record["correct"]
             bar.advance(task)
-
-        await asyncio.gather(*(one(*t) for t in todo))
 
     correct = np.zeros((len(configs), len(problems)), dtype=np.int64)
     runs = np.zeros_like(correct)
@@ -179,7 +229,8 @@ async def aestimate(graph: Any, step: str, problems: Sequence[Problem], configs:
 
 def estimate(graph: Any, step: str, problems: Sequence[Problem], configs: Sequence[SamplingConfig], *,
              verify: Verify, c0: int, run_dir: str | Path, concurrency: int = 4, seed: int = 0,
-             progress: bool = True, fixed: Mapping[str, Any] | None = None) -> CountMatrix:
+             progress: bool = True, fixed: Mapping[str, Any] | None = None,
+             executor: LocalExecutor | RayExecutor | None = None) -> CountMatrix:
     """Draw `c0` samples per (problem, configuration) at node `step` of `graph`, judge each run of the graph
     with `verify(problem, final_state)`, and return the counts (resumable through `run_dir`).
 
@@ -194,9 +245,11 @@ def estimate(graph: Any, step: str, problems: Sequence[Problem], configs: Sequen
         concurrency: graph runs in flight at once.
         seed: sample k of a configuration is requested with seed + k.
         fixed: node -> sampler for other steps (e.g. their learned allocations); the rest run as they are.
+        executor: where samples run: `LocalExecutor(concurrency)` (default) or `RayExecutor(address)`.
     """
     return asyncio.run(aestimate(graph, step, problems, configs, verify=verify, c0=c0, run_dir=run_dir,
-                                 concurrency=concurrency, seed=seed, progress=progress, fixed=fixed))
+                                 concurrency=concurrency, seed=seed, progress=progress, fixed=fixed,
+                                 executor=executor))
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,14 @@ class Ledger:
     _reserved: int = field(default=0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_lock"]  # locks do not pickle (samplers travel to Ray workers)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
     def record(self, call_site: str, config: str, spend: Spend) -> None:
         with self._lock:
             self.entries.setdefault((call_site, config), Spend()).add(spend)
