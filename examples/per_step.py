@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from osca import SamplingConfig
-from osca.estimate import Problem, learn_steps
+from osca.estimate import Problem, end_to_end, learn_steps
 from osca.providers.local import register
 from osca.sandbox.pool import SandboxPool
 from osca.selectors import extract_code
@@ -59,6 +59,30 @@ def code(state: State) -> State:
     return {"code": extract_code(reply.choices[0].message.content)}
 
 
+def plot(reports, e2e: dict[str, float], path: str) -> None:
+    """Bars per step (default pure, optimal pure, uniform, learned on the test half) and end to end."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (steps_ax, e2e_ax) = plt.subplots(1, 2, figsize=(9, 3.8), dpi=120, gridspec_kw={"width_ratios": [2, 1]})
+    names = ["default pure", "optimal pure", "uniform", "learned"]
+    for j, name in enumerate(names):
+        values = [(r.row.default_test, r.row.optimal_pure_test, r.row.uniform_test, r.row.osca_test)[j]
+                  for r in reports]
+        steps_ax.bar([i + 0.2 * j for i in range(len(reports))], values, width=0.2, label=name)
+    steps_ax.set_xticks([i + 0.3 for i in range(len(reports))], [r.step for r in reports])
+    steps_ax.set_ylabel("test pass rate (expected, per step)")
+    steps_ax.legend(fontsize=7)
+    e2e_ax.bar(list(e2e), list(e2e.values()), color=["C7", "C3"])
+    e2e_ax.set_title("end to end (test half)", fontsize=9)
+    e2e_ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", type=int, default=6)
@@ -85,6 +109,10 @@ def main() -> None:
         reports = learn_steps(builder, STEPS, problems, verify=solves, c0=args.c0, budget=args.budget,
                               run_dir="runs/per_step", default={"plan": "smol-t0.3", "code": "qwen-t0.2"},
                               concurrency=1)
+        test = [p for p in problems if p.id in reports[0].test_problems]
+        e2e = {"as written (defaults)": end_to_end(builder, {}, test, verify=solves),
+               "learned allocations": end_to_end(builder, {r.step: r.sampler for r in reports}, test,
+                                                 verify=solves)}
 
     table = Table(title=f"per-step allocations, {len(problems)} HumanEval problems (half train, half test), "
                         f"C0 = {args.c0}, budget {args.budget} per step")
@@ -95,6 +123,10 @@ def main() -> None:
         table.add_row(r.step, f"{row.default_test:.3f}", f"{row.optimal_pure_test:.3f} {row.optimal_pure_config}",
                       f"{row.uniform_test:.3f}", f"{row.osca_test:.3f}", str(dict(r.learned.allocation)))
     Console(width=140).print(table)
+    for name, value in e2e.items():
+        print(f"end to end on the {len(test)} test problems, {name}: {value:.3f}")
+    plot(reports, e2e, "per_step.png")
+    print("wrote per_step.png")
     for r in reports:
         print(f"{r.step}: correct/runs per configuration:",
               {n: f"{int(r.counts.correct[i].sum())}/{int(r.counts.runs[i].sum())}" for i, n in enumerate(r.counts.names)})

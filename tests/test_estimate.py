@@ -154,6 +154,16 @@ def test_learn_steps_coordinate_wise(tmp_path):
     assert reports[0].sampler.ledger.total().samples == 2 * len(problems) * 2 * 2  # 2 per run, 16 runs
     assert reports[1].row.osca_test >= reports[1].row.uniform_test - 1e-12
     assert (tmp_path / "plan" / "counts.json").exists() and (tmp_path / "code" / "counts.json").exists()
+    assert reports[0].test_problems == reports[1].test_problems and len(reports[0].test_problems) == 4
+    from osca.estimate import end_to_end
+
+    test = [p for p in problems if p.id in reports[0].test_problems]
+    verify = lambda p, s: s["answer"] == "right"  # noqa: E731
+    learned = end_to_end(builder, {r.step: r.sampler for r in reports}, test, verify=verify)
+    default = end_to_end(builder, {}, test, verify=verify)
+    assert 0.0 <= default <= 1.0 and 0.0 <= learned <= 1.0
+    # as it is, the graph plans "careful" (no temperature) and codes sample 0 (no seed): right exactly on "a" tasks
+    assert default == sum(p.id.startswith("a") for p in test) / len(test)
 
 
 def test_ray_executor_matches_the_local_one(tmp_path):

@@ -28,7 +28,7 @@ from .counts import CountMatrix
 from .exceptions import BudgetError, ConfigError, DataError
 
 __all__ = ["EstimationSpec", "LocalExecutor", "Problem", "RayExecutor", "StepReport", "aestimate", "estimate",
-           "learn_steps", "load_spec"]
+           "end_to_end", "learn_steps", "load_spec"]
 
 
 @dataclass(frozen=True)
@@ -265,6 +265,8 @@ class StepReport:
     """The `CurveRow` on the test part: default pure, optimal pure, uniform and the learned allocation."""
     sampler: Any
     """The `AllocatedSampler` this step uses from now on."""
+    test_problems: tuple[str, ...] = ()
+    """Ids of the problems the step was judged on (the same seeded split at every step)."""
 
 
 def learn_steps(graph: Any, steps: Mapping[str, Sequence[SamplingConfig]], problems: Sequence[Problem], *,
@@ -301,5 +303,19 @@ def learn_steps(graph: Any, steps: Mapping[str, Sequence[SamplingConfig]], probl
         learned = learn_allocation(split.train, budgets[step], seed=seed)
         [row] = curve([split], [budgets[step]], default=(default or {}).get(step), seed=seed)
         fixed[step] = build(step, configs, learned.allocation)
-        reports.append(StepReport(step, counts, learned, row, fixed[step]))
+        reports.append(StepReport(step, counts, learned, row, fixed[step], split.test.problems))
     return reports
+
+
+def end_to_end(graph: Any, samplers: Mapping[str, Any], problems: Sequence[Problem], *, verify: Verify) -> float:
+    """Fraction of `problems` whose final state verifies when the named nodes sample through their samplers
+    (an empty mapping: the graph as it is)."""
+    from .langgraph import instrument
+
+    compiled = graph.compile() if hasattr(graph, "add_node") else graph
+    runner = instrument(compiled, samplers) if samplers else compiled
+    solved = 0
+    for problem in problems:
+        verdict = verify(problem, runner.invoke(problem.input))
+        solved += bool(asyncio.run(verdict) if inspect.isawaitable(verdict) else verdict)
+    return solved / len(problems) if problems else 0.0
