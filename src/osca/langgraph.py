@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -96,25 +97,30 @@ def _install() -> None:
         sampler = _sampler_for_call()
         if sampler is None:
             return original(*args, **kwargs)
-        token = _route.set(_BYPASS)
-        try:
+        with _routing(_BYPASS):
             return _record(sampler.completion(**_args(args, kwargs)))
-        finally:
-            _route.reset(token)
 
     @functools.wraps(aoriginal)
     async def acompletion(*args: Any, **kwargs: Any) -> Any:
         sampler = _sampler_for_call()
         if sampler is None:
             return await aoriginal(*args, **kwargs)
-        token = _route.set(_BYPASS)
-        try:
+        with _routing(_BYPASS):
             return _record(await sampler.acompletion(**_args(args, kwargs)))
-        finally:
-            _route.reset(token)
 
     completion.__osca_router__ = acompletion.__osca_router__ = True  # type: ignore[attr-defined]
     lm.completion, lm.acompletion = completion, acompletion
+
+
+@contextmanager
+def _routing(route: Any, calls: list[SampledCall] | None = None) -> Iterator[None]:
+    """Within the block, LiteLLM calls in this context go to `route` (a sampler, or _BYPASS: to LiteLLM)."""
+    tokens = _route.set(route), _calls.set(calls if calls is not None else _calls.get())
+    try:
+        yield
+    finally:
+        _route.reset(tokens[0])
+        _calls.reset(tokens[1])
 
 
 def _pick(samplers: AllocatedSampler | Mapping[str, AllocatedSampler]) -> AllocatedSampler | None:
@@ -150,22 +156,14 @@ def allocated(samplers: AllocatedSampler | Mapping[str, AllocatedSampler], *,
         if inspect.iscoroutinefunction(fn):
             async def node(*args: Any, **kwargs: Any) -> Any:
                 calls: list[SampledCall] = []
-                tokens = _route.set(_pick(samplers)), _calls.set(calls)
-                try:
+                with _routing(_pick(samplers), calls):
                     update = await fn(*args, **kwargs)
-                finally:
-                    _route.reset(tokens[0])
-                    _calls.reset(tokens[1])
                 return _with_calls(update, calls, state_key)
         else:
             def node(*args: Any, **kwargs: Any) -> Any:
                 calls: list[SampledCall] = []
-                tokens = _route.set(_pick(samplers)), _calls.set(calls)
-                try:
+                with _routing(_pick(samplers), calls):
                     update = fn(*args, **kwargs)
-                finally:
-                    _route.reset(tokens[0])
-                    _calls.reset(tokens[1])
                 return _with_calls(update, calls, state_key)
         return functools.update_wrapper(node, fn)
 
