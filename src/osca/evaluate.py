@@ -140,7 +140,7 @@ class CurveRow:
 
 def best_pure(train: CountMatrix | ScoreMatrix, budget: int) -> str:
     """The single configuration whose `budget` samples score best on `train` (the optimal pure baseline)."""
-    values = [objective(train, np.eye(train.n_configs, dtype=int)[i] * budget) for i in range(train.n_configs)]
+    values = [objective(train, _only(train, i, budget)) for i in range(train.n_configs)]
     return train.names[int(np.argmax(values))]
 
 

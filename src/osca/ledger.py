@@ -68,11 +68,15 @@ class Ledger:
             self.entries.setdefault((call_site, config), Spend()).add(spend)
 
     def total(self, *, call_site: str | None = None, config: str | None = None) -> Spend:
-        out = Spend()
         with self._lock:
-            for (site, cfg), spend in self.entries.items():
-                if (call_site is None or site == call_site) and (config is None or cfg == config):
-                    out.add(spend)
+            return self._sum(call_site, config)
+
+    def _sum(self, call_site: str | None = None, config: str | None = None) -> Spend:
+        """Totals over the matching entries; the caller holds the lock."""
+        out = Spend()
+        for (site, cfg), spend in self.entries.items():
+            if (call_site is None or site == call_site) and (config is None or cfg == config):
+                out.add(spend)
         return out
 
     def reserve(self, samples: int) -> tuple[int, str | None]:
@@ -82,9 +86,7 @@ class Ledger:
         and dollar caps are known only after a call and stop further dispatch once reached.
         """
         with self._lock:
-            spent = Spend()
-            for spend in self.entries.values():
-                spent.add(spend)
+            spent = self._sum()
             caps = self.caps
             if caps.tokens is not None and spent.tokens >= caps.tokens:
                 return 0, f"token cap {caps.tokens} reached ({spent.tokens} used)"
