@@ -226,6 +226,164 @@ def estimate(
     out.print(f"wrote {run_dir / 'counts.json'} (use it with `osca learn` / `osca curve`)")
 
 
+# --- osca scaling: coverage curves, their power-law fit, and a budget advisor (issue 7) -----------------------
+
+
+@app.command()
+def scaling(
+    counts: CountsArg,
+    config: Annotated[str | None, typer.Option(help="Fit this configuration's coverage curve.")] = None,
+    allocation: Annotated[Path | None, typer.Option(
+        help="Fit this allocation file's mix, scaled to k samples (default: every configuration and osca's "
+             "learned allocation).")] = None,
+    target: Annotated[float | None, typer.Option(help="Recommend the smallest budget reaching this coverage.")]
+    = None,
+    min_gain: Annotated[float | None, typer.Option(
+        help="Recommend the budget where one more sample (cost unit with --per-cost) adds less coverage.")] = None,
+    per_cost: Annotated[bool, typer.Option("--per-cost", help="--min-gain is per cost unit (costs: --configs).")]
+    = False,
+    fit_max_k: Annotated[float | None, typer.Option(
+        help="Fit on k <= this only; the larger measured k check the extrapolation.")] = None,
+    budgets: Annotated[str | None, typer.Option(
+        help="k to measure: a range (1-16) or a list (1,2,4,8); default: every k the recorded runs allow.")] = None,
+    max_budget: Annotated[int, typer.Option(help="The largest budget the advisor may recommend.")] = 1024,
+    seed: SeedOpt = 0,
+    configs: ConfigsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print curves, fits and advice as JSON.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of measured vs fitted curves here.")] = None,
+) -> None:
+    """Fit log c(k) = a * k^b to coverage curves, check the extrapolation, and recommend a budget."""
+    from .scaling import allocation_curve, config_curve, learned_curve, recommend_budget
+
+    if config is not None and allocation is not None:
+        raise DataError("give --config or --allocation, not both")
+    data = _load(counts, configs)
+    ks = parse_budgets(budgets) if budgets is not None else None
+    test = data.test if isinstance(data, CountSplit) else data
+    if config is not None:
+        curves = [config_curve(data, config, ks, seed=seed)]
+    elif allocation is not None:
+        curves = [allocation_curve(data, Allocation.load(allocation), ks, seed=seed)]
+    else:
+        with Progress(TextColumn("learning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
+            task = bar.add_task("", total=len(ks) if ks else int(test.runs.max()))
+            curves = [learned_curve(data, ks, seed=seed, on_step=lambda: bar.advance(task))]
+        curves += sorted((config_curve(data, n, ks, seed=seed) for n in test.names),
+                         key=lambda c: -c.coverage[-1])
+    fits = [curves[0].fit(fit_max_k)] + [_fit_or_reason(c, fit_max_k) for c in curves[1:]]
+    advice = None
+    if target is not None or min_gain is not None:
+        advice = recommend_budget(data, target=target, min_gain=min_gain, per_cost=per_cost, curve=curves[0],
+                                  fit_max_k=fit_max_k, max_budget=max_budget, seed=seed)
+    where = f"{test.n_problems} problems"
+    if isinstance(data, CountSplit):
+        where += ", in-sample (test = train), as released" if data.in_sample else ", the file's test part"
+    if as_json:
+        rows = [{**c.to_dict(), "fit": f.to_dict(), "holdout": _holdout(c, f)} if not isinstance(f, str)
+                else {**c.to_dict(), "fit": None, "no_fit": f} for c, f in zip(curves, fits)]
+        print(json.dumps({"problems": where, "curves": rows,
+                          "advice": None if advice is None else advice.to_dict()}, indent=2))
+    elif len(curves) == 1:
+        _print_scaling_curve(curves[0], fits[0], where)
+    else:
+        _print_scaling_table(curves, fits, where)
+    if not as_json:
+        _print_advice(advice)
+    if plot is not None:
+        from .plot import plot_scaling
+
+        shown = [(c, f) for c, f in zip(curves, fits) if not isinstance(f, str)][:4]
+        last = float(shown[0][0].k[-1])
+        reach = [2 * last] + ([advice.budget] if advice is not None and advice.budget else [])
+        plot_scaling(shown, plot, title=f"{counts.name}: coverage, {where}", k_max=max(reach))
+        if not as_json:
+            out.print(f"wrote {plot}")
+
+
+def _fit_or_reason(curve, fit_max_k: float | None):
+    """The curve's fit, or why it has none (a configuration that never, or always, succeeds): one table row."""
+    try:
+        return curve.fit(fit_max_k)
+    except DataError as e:
+        return str(e)
+
+
+def _holdout(curve, fit) -> list[dict]:
+    """Measured points beyond the fit range: predicted vs measured coverage."""
+    return [{"k": float(k), "measured": float(c), "predicted": fit.predict(k), "error": fit.predict(k) - float(c)}
+            for k, c in zip(curve.k, curve.coverage) if fit.extrapolates(k)]
+
+
+def _fit_line(label: str, fit) -> str:
+    return (f"fit ({label}): log c(k) = a * k^b with [bold]a = {fit.a:.4f}, b = {fit.b:.4f}[/bold] over "
+            f"k = {fit.k_min:g}..{fit.k_max:g} ({fit.n_points} points); fit error: RMSE {fit.rmse:.4f} in coverage "
+            f"(max {fit.max_error:.4f}), {fit.rmse_log:.4f} in log c"
+            + (f"; dropped k = {', '.join(f'{k:g}' for k in fit.dropped)} (coverage 0 or 1)" if fit.dropped else ""))
+
+
+def _print_scaling_curve(curve, fit, where: str) -> None:
+    table = Table(title=f"coverage of {curve.label} on {where}", title_justify="left")
+    for col in ["k", "measured", f"{curve.level:.0%} band", "fitted", "fitted - measured", ""]:
+        table.add_column(col, justify="left" if col == "" else "right")
+    for k, c, (lo, hi) in zip(curve.k, curve.coverage, curve.band):
+        p = fit.predict(k)
+        table.add_row(f"{k:g}", f"{c:.4f}", f"{lo:.3f}-{hi:.3f}", f"{p:.4f}", f"{p - c:+.4f}",
+                      "[yellow]extrapolated[/yellow]" if fit.extrapolates(k) else "")
+    last = float(curve.k[-1])
+    for k in (2 * last, 4 * last, 8 * last):
+        table.add_row(f"{k:g}", "-", "-", f"{fit.predict(k):.4f}", "-", "[yellow]extrapolated[/yellow]")
+    out.print(table)
+    out.print(_fit_line(curve.label, fit))
+    _print_holdout(curve, fit)
+
+
+def _print_holdout(curve, fit) -> None:
+    rows = _holdout(curve, fit)
+    if rows:
+        worst = max(rows, key=lambda r: abs(r["error"]))
+        r = rows[-1]
+        out.print(f"extrapolation check ({curve.label}): fitted on k <= {fit.k_max:g}, at k = {r['k']:g} "
+                  f"predicted {r['predicted']:.4f} vs measured {r['measured']:.4f} (error [bold]{r['error']:+.4f}"
+                  f"[/bold]); largest |error| beyond the fit {abs(worst['error']):.4f} at k = {worst['k']:g}")
+    if curve.extrapolated:
+        out.print(f"[yellow]note:[/yellow] some k exceed the recorded runs of {', '.join(curve.extrapolated)}; "
+                  "those points use the plug-in estimate (1 - c/n)^k instead of the unbiased one")
+
+
+def _print_scaling_table(curves, fits, where: str) -> None:
+    table = Table(title=f"log c(k) = a * k^b per curve, {where}", title_justify="left")
+    for col in ["curve", "a", "b", "RMSE", "fit k", "last k", "measured", "fitted", "error", "at 2 x last k"]:
+        table.add_column(col, justify="left" if col == "curve" else "right")
+    for c, f in zip(curves, fits):
+        name = f"[bold]{c.label}[/bold]" if c is curves[0] else c.label
+        last = float(c.k[-1])
+        if isinstance(f, str):
+            table.add_row(name, "-", "-", "-", "-", f"{last:g}", f"{c.coverage[-1]:.4f}", "-", "-", f"no fit: {f}")
+            continue
+        p = f.predict(last)
+        table.add_row(name, f"{f.a:.4f}", f"{f.b:.4f}", f"{f.rmse:.4f}", f"{f.k_min:g}-{f.k_max:g}", f"{last:g}",
+                      f"{c.coverage[-1]:.4f}", f"{p:.4f}" + ("*" if f.extrapolates(last) else ""),
+                      f"{p - c.coverage[-1]:+.4f}", f"{f.predict(2 * last):.4f}*")
+    out.print(table)
+    out.print("* extrapolated: beyond the k the law was fitted on")
+    out.print(_fit_line(curves[0].label, fits[0]))
+    _print_holdout(curves[0], fits[0])
+
+
+def _print_advice(advice) -> None:
+    if advice is None:
+        out.print("(give --target or --min-gain for a budget recommendation)")
+        return
+    if not advice.success:
+        out.print(f"[red]no budget[/red] reaches {advice.criterion}: {advice.message}")
+        return
+    colour = "yellow" if advice.extrapolated else "green"
+    out.print(f"recommended budget for {advice.criterion}: [bold]C = {advice.budget:g}[/bold], coverage "
+              f"{advice.coverage:.4f}; [{colour}]{advice.message}[/{colour}]")
+    out.print(f"learned allocation at C = {advice.budget:g}: {_fmt_alloc(advice.allocation)}")
+
+
 def main() -> None:
     """Console entry point: osca's own errors become one line and exit code 2."""
     try:
@@ -258,3 +416,13 @@ def sandbox_build(
 
         tag = build_image(force=force, progress=progress)
     out.print(tag, markup=False, highlight=False)
+
+
+def _add_agentless() -> None:
+    """`osca agentless ...` comes from agents/agentless (shipped in the same distribution)."""
+    from agents.agentless.cli import app as agentless_app
+
+    app.add_typer(agentless_app, name="agentless")
+
+
+_add_agentless()

@@ -27,7 +27,7 @@ from .exceptions import ConfigError
 from .sandbox.container import DockerSandbox, Job, JobResult, Sandbox
 
 __all__ = ["PatchVerifier", "Status", "UnitTestVerifier", "Verdict", "Verifier", "expected_test_ids",
-           "patch_paths"]
+           "patch_paths", "patch_setup"]
 
 
 class Status(StrEnum):
@@ -194,6 +194,13 @@ def repo_snapshot(repo: str | Path, revision: str = "HEAD") -> bytes:
     return proc.stdout
 
 
+def patch_setup(*patches: str) -> tuple[dict[str, str], list[list[str]]]:
+    """Files and setup commands of a sandbox job that applies `patches` in order to its working directory."""
+    names = [f".osca-patch-{i}.diff" for i in range(len(patches))]
+    return (dict(zip(names, patches)),
+            [["git", "apply", "--verbose", "--whitespace=nowarn", name] for name in names])
+
+
 class PatchVerifier:
     """Applies a candidate unified diff to a repository snapshot in the sandbox and runs the tests that must
     pass (SWE-bench's FAIL_TO_PASS + PASS_TO_PASS).
@@ -206,14 +213,14 @@ class PatchVerifier:
         tests: pytest ids that must pass, e.g. ``["tests/test_calc.py::test_add"]``.
         test_command: the command that runs them and writes a JUnit report to ``{report}``; by default pytest
             on the test files the ids name.
+        test_patch: a diff applied after the candidate, e.g. SWE-bench's `test_patch` adding the tests that
+            must now pass.
         sandbox: where to run (default: a fresh hardened container per verification).
     """
 
-    PATCH_FILE = ".osca-candidate.patch"
-
     def __init__(self, repo: str | Path, tests: Sequence[str], *, revision: str = "HEAD",
                  test_command: Sequence[str] | None = None, sandbox: Sandbox | None = None,
-                 timeout: float = 30.0, wall_clock: float = 300.0) -> None:
+                 timeout: float = 30.0, wall_clock: float = 300.0, test_patch: str | None = None) -> None:
         if not tests:
             raise ConfigError("a patch verifier needs the ids of the tests that must pass")
         self.expected = list(tests)
@@ -224,10 +231,11 @@ class PatchVerifier:
             "--junitxml={report}", f"--timeout={timeout}", "--timeout-method=signal", *files]
         self.sandbox = sandbox or DockerSandbox()
         self.wall_clock = wall_clock
+        self.test_patch = test_patch
 
     def job(self, patch: str) -> Job:
-        apply = ["git", "apply", "--verbose", "--whitespace=nowarn", self.PATCH_FILE]
-        return Job(files={self.PATCH_FILE: patch}, archive=self.snapshot, setup=[apply], argv=self.test_command,
+        files, setup = patch_setup(patch, *([self.test_patch] if self.test_patch else []))
+        return Job(files=files, archive=self.snapshot, setup=setup, argv=self.test_command,
                    wall_clock=self.wall_clock, junit=True)
 
     def verify(self, patch: str) -> Verdict:

@@ -1,0 +1,1 @@
+"""Agent workflows built on osca (each a LangGraph graph whose sampled steps go through `AllocatedSampler`)."""

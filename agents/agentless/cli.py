@@ -1,0 +1,164 @@
+"""`osca agentless run|evaluate`: Agentless over SWE-bench instances, with progress and resume.
+
+Only typer and the standard library load at import: the `osca` command line stays fast for its other commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Agentless (localize, repair with an allocation, test in Docker) on SWE-bench.",
+                  no_args_is_help=True)
+
+InstancesOpt = Annotated[str, typer.Option(
+    help="A SWE-bench jsonl file, or a dataset on the Hugging Face hub (needs the hub extra and network).")]
+IdsOpt = Annotated[str | None, typer.Option(help="Comma-separated instance ids (default: all).")]
+ReposOpt = Annotated[Path | None, typer.Option(
+    help="Folder of local clones named owner__name (default: clone from GitHub).")]
+RunDirOpt = Annotated[Path, typer.Option(help="Predictions, trajectories, sample cache and checkouts go here.")]
+ImageOpt = Annotated[str | None, typer.Option(help="Sandbox image for the tests (default: osca's base image).")]
+
+
+def _instances(source: str, split: str, ids: str | None, limit: int | None):
+    from .swebench import load_instances
+
+    wanted = [i.strip() for i in ids.split(",") if i.strip()] if ids else None
+    found = load_instances(source, split=split, ids=wanted)
+    return found[:limit] if limit else found
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+
+@app.command()
+def run(
+    instances: InstancesOpt = "princeton-nlp/SWE-bench_Lite",
+    split: Annotated[str, typer.Option(help="Dataset split (hub datasets only).")] = "test",
+    ids: IdsOpt = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N instances.")] = None,
+    repos: ReposOpt = None,
+    model: Annotated[str, typer.Option(help="LiteLLM model for localization and reproduction tests.")] = "openai/gpt-4o",
+    configs: Annotated[Path | None, typer.Option(
+        help="JSON list of repair configurations (name, model, temperature, prompt_variant = location set).")] = None,
+    allocation: Annotated[Path | None, typer.Option(
+        help="Repair samples per configuration (`osca learn -o` or a {name: samples} object).")] = None,
+    settings: Annotated[Path | None, typer.Option(help="JSON of AgentlessSettings fields to override.")] = None,
+    run_dir: RunDirOpt = Path("runs/agentless"),
+    image: ImageOpt = None,
+    model_name: Annotated[str, typer.Option(help="model_name_or_path in the predictions.")] = "osca-agentless",
+) -> None:
+    """Solve instances; append each prediction to RUN_DIR/all_preds.jsonl (re-runs resume)."""
+    from osca.cache import SampleCache
+    from osca.counts import read_json
+
+    from .graph import Agentless, AgentlessSettings
+    from .run import run_instances
+
+    todo = _instances(instances, split, ids, limit)
+    extra = read_json(settings) if settings else {}
+    if not isinstance(extra, dict):
+        raise _bad(f"{settings}: expected a JSON object of settings")
+    agent_settings = _validated(AgentlessSettings, {"model": model, **extra}, settings or "settings")
+    repair_configs, repair_alloc = _repair(configs, allocation, agent_settings)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with SampleCache(run_dir / "samples.sqlite") as cache, _progress() as bar:
+        task = bar.add_task("agentless", total=len(todo))
+        agent = Agentless(agent_settings, repair_configs, repair_alloc, sandbox=_sandbox(image), cache=cache)
+
+        def advance(iid: str, outcome: str) -> None:
+            bar.console.print(f"{iid}: {outcome}")
+            bar.advance(task)
+
+        summary = run_instances(agent, todo, run_dir=run_dir, repos=repos, model_name=model_name,
+                                on_instance=advance)
+    typer.echo(f"{len(summary.done)} solved now, {len(summary.skipped)} already done, {len(summary.failed)} failed; "
+               f"predictions: {run_dir / 'all_preds.jsonl'}")
+    if summary.failed:
+        for iid, why in summary.failed.items():
+            typer.echo(f"failed {iid}: {why}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    predictions: Annotated[Path, typer.Argument(help="all_preds.jsonl (SWE-bench's predictions format).")],
+    instances: InstancesOpt = "princeton-nlp/SWE-bench_Lite",
+    split: Annotated[str, typer.Option(help="Dataset split (hub datasets only).")] = "test",
+    ids: IdsOpt = None,
+    repos: ReposOpt = None,
+    run_dir: RunDirOpt = Path("runs/agentless"),
+    image: ImageOpt = None,
+) -> None:
+    """Check predictions locally: patch + test_patch, FAIL_TO_PASS and PASS_TO_PASS in the sandbox. (For the
+    real benchmark use SWE-bench's harness, which has an environment image per instance.)"""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .run import evaluate_predictions
+    from .swebench import read_predictions
+
+    todo = _instances(instances, split, ids, None)
+    predicted = read_predictions(predictions)
+    todo = [i for i in todo if i.instance_id in predicted]
+    with _progress() as bar:
+        task = bar.add_task("evaluating", total=len(todo))
+        verdicts = evaluate_predictions(todo, predictions, run_dir=run_dir, repos=repos, sandbox=_sandbox(image),
+                                        on_instance=lambda *_: bar.advance(task))
+    table = Table(title="local evaluation")
+    for col in ("instance", "status", "why"):
+        table.add_column(col)
+    for iid, v in verdicts.items():
+        table.add_row(iid, "resolved" if v.passed else v.status.value, v.detail.splitlines()[0] if v.detail else "")
+    Console().print(table)
+    resolved = sum(v.passed for v in verdicts.values())
+    typer.echo(f"resolved {resolved}/{len(verdicts)}")
+
+
+def _bad(message: str):
+    from osca.exceptions import ConfigError
+
+    return ConfigError(message)
+
+
+def _validated(model, data: object, where: object):
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'value'}: {err['msg']}" for err in e.errors())
+        raise _bad(f"{where}: {problems}") from None
+
+
+def _repair(configs: Path | None, allocation: Path | None, settings):
+    """The repair step's configurations and allocation: given, or uniform over the location sets."""
+    from osca import Allocation, SamplingConfig
+    from osca.counts import read_json
+
+    from .graph import default_repair
+
+    if configs is None:
+        repair_configs, repair_alloc = default_repair(settings.model, list(settings.location_sets))
+    else:
+        raw = read_json(configs)
+        if not isinstance(raw, list):
+            raise _bad(f"{configs}: expected a JSON list of configurations")
+        repair_configs = [_validated(SamplingConfig, c, configs) for c in raw]
+        repair_alloc = Allocation({c.name: 1 for c in repair_configs})
+    if allocation is not None:
+        repair_alloc = Allocation.load(allocation)
+    return repair_configs, repair_alloc
+
+
+def _sandbox(image: str | None):
+    from osca.sandbox.container import DockerSandbox
+
+    return DockerSandbox(image=image) if image else None

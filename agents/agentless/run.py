@@ -1,0 +1,135 @@
+"""Running Agentless over SWE-bench instances, resumably, and a local check of the predictions.
+
+A run directory holds `all_preds.jsonl` (SWE-bench's predictions format, one line appended per finished
+instance), `trajectories/<instance_id>.json` (every candidate, its configuration, tests and votes),
+`samples.sqlite` (every model answer, so an interrupted instance replays its samples instead of paying for
+them again) and `repos/` (the checkouts). Re-running skips the instances already in `all_preds.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+
+from osca.exceptions import DataError, OscaError
+from osca.ledger import Ledger, Spend
+from osca.sandbox.container import Sandbox
+from osca.verifiers import PatchVerifier, Verdict
+
+from .graph import Agentless, AgentlessState
+from .swebench import Prediction, SWEInstance, append_prediction, checkout, read_predictions
+
+__all__ = ["RunSummary", "evaluate_predictions", "repo_source", "run_instances", "trajectory"]
+
+PREDICTIONS = "all_preds.jsonl"
+
+
+@dataclass
+class RunSummary:
+    done: list[str] = field(default_factory=list)
+    """Instances finished in this run."""
+    skipped: list[str] = field(default_factory=list)
+    """Instances already in the predictions file."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """Instance -> error; they get no prediction, so a re-run retries them."""
+
+
+def repo_source(repos: Path | None, instance: SWEInstance) -> Path | None:
+    """The local clone of the instance's repository under `repos` (`owner__name` or `name`), or None to
+    clone from GitHub."""
+    if repos is None:
+        return None
+    owner, name = instance.repo.split("/")
+    for candidate in (repos / f"{owner}__{name}", repos / name):
+        if candidate.exists():
+            return candidate
+    raise DataError(f"no clone of {instance.repo} in {repos} (expected {owner}__{name}/ or {name}/)")
+
+
+def trajectory(state: AgentlessState, spend: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JSON-able record of one instance's run (`spend`: what its calls cost, per call site/configuration)."""
+    record = {"instance_id": state["instance"].instance_id,
+              **{k: v for k, v in state.items() if k not in ("instance", "repo")}}
+    if spend is not None:
+        record["spend"] = spend
+    return to_jsonable_python(record)
+
+
+def _spent(ledger: Ledger, before: dict[tuple[str, str], Spend]) -> dict[str, Any]:
+    out = {}
+    for key, now in ledger.entries.items():
+        was = before.get(key, Spend())
+        delta = {f: getattr(now, f) - getattr(was, f) for f in Spend.__dataclass_fields__}
+        if any(delta.values()):
+            out["/".join(key)] = delta
+    return out
+
+
+def run_instances(agent: Agentless, instances: Sequence[SWEInstance], *, run_dir: Path,
+                  repos: Path | None = None, model_name: str = "osca-agentless",
+                  on_instance: Callable[[str, str], None] | None = None) -> RunSummary:
+    """Solve each instance not yet in `run_dir/all_preds.jsonl`, appending its prediction and trajectory as
+    soon as it is done. An instance that fails (a checkout or every model call failing) is reported and left
+    for the next run; model output that yields no patch is a prediction with an empty patch.
+
+    Args:
+        on_instance: called with (instance_id, outcome) after each instance (progress bars).
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "trajectories").mkdir(exist_ok=True)
+    preds = run_dir / PREDICTIONS
+    finished = read_predictions(preds) if preds.exists() else {}
+    summary = RunSummary()
+    for inst in instances:
+        iid = inst.instance_id
+        if iid in finished:
+            summary.skipped.append(iid)
+            _notify(on_instance, iid, "skipped")
+            continue
+        try:
+            repo = checkout(inst, workdir=run_dir / "repos", source=repo_source(repos, inst))
+            before = {k: replace(v) for k, v in agent.ledger.entries.items()}
+            state = agent.solve(inst, repo)
+        except OscaError as e:
+            summary.failed[iid] = str(e)
+            (run_dir / "trajectories" / f"{iid}.json").write_text(json.dumps({"instance_id": iid, "error": str(e)}))
+            _notify(on_instance, iid, "failed")
+            continue
+        record = trajectory(state, _spent(agent.ledger, before))
+        (run_dir / "trajectories" / f"{iid}.json").write_text(json.dumps(record, indent=1))
+        append_prediction(preds, Prediction(instance_id=iid, model_name_or_path=model_name,
+                                            model_patch=state["selection"].patch))
+        summary.done.append(iid)
+        _notify(on_instance, iid, "patched" if state["selection"].patch else "no patch")
+    return summary
+
+
+def evaluate_predictions(instances: Sequence[SWEInstance], predictions: Path, *, run_dir: Path,
+                         repos: Path | None = None, sandbox: Sandbox | None = None,
+                         on_instance: Callable[[str, str], None] | None = None) -> dict[str, Verdict]:
+    """SWE-bench's check, locally: apply the predicted patch, then the instance's `test_patch`, and run
+    FAIL_TO_PASS + PASS_TO_PASS in the sandbox; resolved when all pass. For instances whose tests run in the
+    sandbox image (the official harness builds one environment image per instance for the real benchmark)."""
+    preds = read_predictions(predictions)
+    verdicts = {}
+    for inst in instances:
+        pred = preds.get(inst.instance_id)
+        if pred is None or not pred.model_patch.strip():
+            verdicts[inst.instance_id] = Verdict(status="failed", detail="no patch predicted")
+        else:
+            repo = checkout(inst, workdir=run_dir / "repos", source=repo_source(repos, inst))
+            verifier = PatchVerifier(repo, [*inst.FAIL_TO_PASS, *inst.PASS_TO_PASS], test_patch=inst.test_patch,
+                                     sandbox=sandbox)
+            verdicts[inst.instance_id] = verifier.verify(pred.model_patch)
+        _notify(on_instance, inst.instance_id, verdicts[inst.instance_id].status.value)
+    return verdicts
+
+
+def _notify(callback: Callable[[str, str], None] | None, iid: str, outcome: str) -> None:
+    if callback is not None:
+        callback(iid, outcome)
