@@ -67,7 +67,9 @@ def parse_edits(text: str) -> list[SearchReplace]:
     """
     edits: list[SearchReplace] = []
     path: str | None = None
-    state, search, replace, start = "out", [], [], 0  # state: out | search | replace
+    search: list[str] = []
+    replace: list[str] = []
+    state, start = "out", 0  # state: out | search | replace
     lines = text.split("\n")
     for i, line in enumerate(lines, 1):
         if state == "out":

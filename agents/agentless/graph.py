@@ -309,7 +309,8 @@ class Agentless:
         return (Path(state["repo"]) / path).read_text(encoding="utf-8", errors="replace")
 
     def _lines(self, state: AgentlessState, path: str) -> int:
-        return len(self._read(state, path).splitlines())
+        source = self._read(state, path)  # lines end at "\n" only, as the edit and numbering code count them
+        return source.count("\n") + (not source.endswith("\n"))
 
     def _elements(self, state: AgentlessState, path: str) -> list[Element]:
         try:
@@ -348,7 +349,7 @@ class Agentless:
         match the file), separated by "...". """
         out = {}
         for path, iv in intervals.items():
-            lines = self._read(state, path).splitlines()
+            lines = self._read(state, path).split("\n")
             out[path] = "\n...\n".join("\n".join(lines[s - 1:e]) for s, e in iv)
         return out
 

@@ -328,9 +328,13 @@ def _answer_lines(text: str) -> list[str]:
     return out
 
 
+_HEADING = re.compile(r"^#+\s*(?:file:\s*)?", re.I)
+
+
 def _clean(line: str) -> str:
-    line = _BULLET.sub("", line).strip()
-    return line.replace("`", "").replace("**", "").strip()
+    """The line without bullets, markdown emphasis and a "### File:" heading (models echo the prompt's)."""
+    line = _BULLET.sub("", line).replace("`", "").replace("**", "").strip()
+    return _HEADING.sub("", line)
 
 
 def _resolve(candidate: str, known: Collection[str]) -> str | None:
@@ -345,7 +349,26 @@ def _resolve(candidate: str, known: Collection[str]) -> str | None:
     if longer:
         return max(longer, key=len)
     tail = [p for p in known if p.endswith("/" + candidate)]
-    return tail[0] if len(tail) == 1 else None
+    if len(tail) == 1:
+        return tail[0]
+    return _module(candidate, known)
+
+
+def _module(candidate: str, known: Collection[str]) -> str | None:
+    """A dotted module name ("pkg.calc", or "pkg.calc.add.py" naming a function in it) -> the known file of
+    its longest importable prefix: small models often answer in import paths rather than file paths."""
+    if "/" in candidate or not _DOTTED.fullmatch(candidate):
+        return None
+    parts = candidate.removesuffix(".py").split(".")
+    for n in range(len(parts), 0, -1):
+        stem = "/".join(parts[:n])
+        for path in (f"{stem}.py", f"{stem}/__init__.py"):
+            if path in known:
+                return path
+    return None
+
+
+_DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 
 
 def _path_token(line: str) -> str:

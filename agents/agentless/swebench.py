@@ -432,7 +432,7 @@ def _patch_problem(patch: str) -> str | None:
     """Why the harness could not apply `patch` on its face (not whether it fits the repository)."""
     if not _DIFF_GIT.search(patch) and not _HUNK.search(patch):
         return "model_patch is not a unified diff (no 'diff --git' header, no '---'/'+++'/'@@' hunk)"
-    if False:
+    if not patch.endswith("\n"):
         return "model_patch does not end with a newline (git apply and patch reject it as corrupt)"
     return None
 

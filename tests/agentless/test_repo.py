@@ -258,3 +258,15 @@ def test_parse_locations_without_fences_and_orphans() -> None:
               "  * line: x\n"
               "  * line: 1-5000\n")
     assert parse_locations(answer, KNOWN) == {"pkg/utils.py": ["function: retry"]}
+
+
+def test_parse_locations_echoed_prompt_headings() -> None:
+    answer = "```\n### File: pkg/calc.py ###\nfunction: divide\n### pkg/utils.py\nline: 7\n```"
+    assert parse_locations(answer, KNOWN) == {"pkg/calc.py": ["function: divide"], "pkg/utils.py": ["line: 7"]}
+    assert parse_file_list("### File: pkg/calc.py ###\n## setup.py", KNOWN, 5) == ["pkg/calc.py", "setup.py"]
+
+
+def test_parse_file_list_resolves_dotted_module_names() -> None:
+    known = ["calc/__init__.py", "calc/ops.py", "pkg/sub/__init__.py", "pkg/sub/mod.py"]
+    answer = "```\ncalc.ops.add.py\ncalc/ops/ops.py\npkg.sub\nnot.a.module\n```"
+    assert parse_file_list(answer, known, 5) == ["calc/ops.py", "pkg/sub/__init__.py"]

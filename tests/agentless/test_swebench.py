@@ -45,9 +45,9 @@ def lite_rows(lite_path: Path) -> list[dict]:
 def row(**changes: object) -> dict:
     """A minimal valid instance row in the dataset's schema."""
     base = {"repo": "owner/name", "instance_id": "owner__name-1", "base_commit": SHA, "patch": PATCH,
-            "test_patch": PATCH, "problem_statement": "it breaks", "hints_text": "", "created_at": "2022-03-03T15:14:54Z",
-            "version": "1.0", "FAIL_TO_PASS": '["t.py::test_a"]', "PASS_TO_PASS": "[]",
-            "environment_setup_commit": SHA}
+            "test_patch": PATCH, "problem_statement": "it breaks", "hints_text": "",
+            "created_at": "2022-03-03T15:14:54Z", "version": "1.0", "FAIL_TO_PASS": '["t.py::test_a"]',
+            "PASS_TO_PASS": "[]", "environment_setup_commit": SHA}
     return {**base, **changes}
 
 
