@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import osca
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,3 +21,35 @@ def test_learn_swebench_example(swebench_path: Path) -> None:
     assert "certified optimum <=" in lines[1]
     assert lines[2].startswith("test pass@8: osca")
     assert "spends" in lines[3]
+
+
+def test_agentless_allocation_example_writes_files_the_repair_node_accepts(swebench_path: Path,
+                                                                            tmp_path: Path) -> None:
+    from agents.agentless.graph import Agentless, AgentlessSettings
+    from osca import Allocation, SamplingConfig
+    from osca.evaluate import expected_pass
+
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "agentless_allocation.py"), str(swebench_path),
+                           "--budget", "16", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    configs = [SamplingConfig.model_validate(c) for c in json.loads((tmp_path / "repair_configs.json").read_text())]
+    alloc = Allocation.load(tmp_path / "repair_allocation.json")
+    assert len(configs) == 22 and alloc.total == 16
+    assert {c.prompt_variant for c in configs} == {"loc_merged_0-1", "loc_merged_2-3"}
+    gpt = next(c for c in configs if c.name == "gpt4o_1.2_2-3")
+    assert (gpt.model, gpt.temperature, gpt.prompt_variant) == ("openai/gpt-4o-2024-05-13", 1.2, "loc_merged_2-3")
+    Agentless(AgentlessSettings(model="openai/gpt-4o"), configs, alloc)  # the repair node takes them as they are
+    # the printed in-sample rate is the allocation's expected pass@16 on the release (the published .3979)
+    split = osca.load_counts(swebench_path)
+    assert f"osca allocation    {expected_pass(split.test, alloc).value:.4f}" in proc.stdout
+    assert "osca allocation    0.3979" in proc.stdout
+
+
+def test_agentless_allocation_example_rejects_unknown_configuration_names(tmp_path: Path) -> None:
+    bad = tmp_path / "counts.json"
+    bad.write_text(json.dumps({"settings": [{"name": "gpt5_0.8", "runs": 2}], "training_instances": ["a"],
+                               "testing_instances": ["a"], "train": {"0": [1]}, "test": {"0": [1]}}))
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "agentless_allocation.py"), str(bad),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "unexpected configuration name 'gpt5_0.8'" in proc.stderr
+    assert "Traceback" not in proc.stderr
