@@ -69,16 +69,17 @@ def run(
     agent_settings = _validated(AgentlessSettings, {"model": model, **extra}, settings or "settings")
     repair_configs, repair_alloc = _repair(configs, allocation, agent_settings)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with SampleCache(run_dir / "samples.sqlite") as cache, _progress() as bar:
-        task = bar.add_task("agentless", total=len(todo))
+    with SampleCache(run_dir / "samples.sqlite") as cache:
         agent = Agentless(agent_settings, repair_configs, repair_alloc, sandbox=_sandbox(image), cache=cache)
+        with _progress() as bar:
+            task = bar.add_task("agentless", total=len(todo))
 
-        def advance(iid: str, outcome: str) -> None:
-            bar.console.print(f"{iid}: {outcome}")
-            bar.advance(task)
+            def advance(iid: str, outcome: str) -> None:
+                bar.console.print(f"{iid}: {outcome}")
+                bar.advance(task)
 
-        summary = run_instances(agent, todo, run_dir=run_dir, repos=repos, model_name=model_name,
-                                on_instance=advance)
+            summary = run_instances(agent, todo, run_dir=run_dir, repos=repos, model_name=model_name,
+                                    on_instance=advance)
     typer.echo(f"{len(summary.done)} solved now, {len(summary.skipped)} already done, {len(summary.failed)} failed; "
                f"predictions: {run_dir / 'all_preds.jsonl'}")
     if summary.failed:

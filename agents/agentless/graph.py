@@ -125,6 +125,10 @@ class Agentless:
         self.settings = settings
         self.repair_configs = list(repair_configs)
         self.repair_allocation = Allocation(dict(repair_allocation))
+        missing = sorted(set(self.repair_allocation) - {c.name for c in self.repair_configs})
+        if missing:
+            raise ConfigError(f"the repair allocation names configuration(s) {missing} that are not among the "
+                              f"repair configurations ({', '.join(c.name for c in self.repair_configs)})")
         unknown = {c.prompt_variant for c in self.repair_configs} - set(settings.location_sets) - {None}
         if unknown:
             raise ConfigError(f"repair configurations name unknown location set(s) {sorted(unknown)} "

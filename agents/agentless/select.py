@@ -39,8 +39,8 @@ class Selection(BaseModel):
     """The chosen patch ("" when no candidate produced one)."""
     candidate: int | None
     """Its position among the candidates."""
-    votes: dict[str, int]
-    """Normalized key -> votes among the finalists."""
+    votes: dict[int, int]
+    """Votes among the finalists, by the first candidate (position) of each group of equal normalized patches."""
     reason: str
 
 
@@ -65,4 +65,8 @@ def select_patch(candidates: Sequence[PatchCandidate]) -> Selection:
     top = max(votes.values())
     winner = next(i for i in pool if votes[candidates[i].key] == top)
     steps.append(f"majority {top} of {len(pool)}")
-    return Selection(patch=candidates[winner].patch, candidate=winner, votes=dict(votes), reason="; ".join(steps))
+    first = {}
+    for i in pool:
+        first.setdefault(candidates[i].key, i)
+    return Selection(patch=candidates[winner].patch, candidate=winner,
+                     votes={first[key]: n for key, n in votes.items()}, reason="; ".join(steps))

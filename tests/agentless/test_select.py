@@ -26,7 +26,7 @@ def test_reproduction_beats_the_majority_among_equal_regressions() -> None:
 def test_majority_then_first_drawn_breaks_ties() -> None:
     assert select_patch([cand("a"), cand("b"), cand("b")]).candidate == 1
     sel = select_patch([cand("a"), cand("b")])
-    assert sel.candidate == 0 and sel.votes == {"a": 1, "b": 1}
+    assert sel.candidate == 0 and sel.votes == {0: 1, 1: 1}
 
 
 def test_untested_candidates_fall_back_to_the_vote_and_unusable_ones_are_never_chosen() -> None:
@@ -48,3 +48,12 @@ def test_settings_reject_location_sets_beyond_the_samples() -> None:
     configs, alloc = default_repair("m", ["loc_merged_0-1", "loc_merged_2-3"], temperatures=(0.4, 0.8))
     assert len(configs) == 4 and alloc.total == 8
     assert {c.prompt_variant for c in configs} == {"loc_merged_0-1", "loc_merged_2-3"}
+
+
+def test_agent_rejects_an_allocation_over_unknown_configurations() -> None:
+    from agents.agentless.graph import Agentless
+    from osca import Allocation, ConfigError
+
+    configs, _ = default_repair("m", ["loc_merged_0-1"])
+    with pytest.raises(ConfigError, match="gpt4o_0.8"):
+        Agentless(AgentlessSettings(model="m"), configs, Allocation({"gpt4o_0.8": 2}))
