@@ -54,6 +54,7 @@ def run(
     run_dir: RunDirOpt = Path("runs/agentless"),
     image: ImageOpt = None,
     model_name: Annotated[str, typer.Option(help="model_name_or_path in the predictions.")] = "osca-agentless",
+    workers: Annotated[int, typer.Option(help="Instances solved at once.")] = 1,
 ) -> None:
     """Solve instances; append each prediction to RUN_DIR/all_preds.jsonl (re-runs resume)."""
     from osca.cache import SampleCache
@@ -79,7 +80,7 @@ def run(
                 bar.advance(task)
 
             summary = run_instances(agent, todo, run_dir=run_dir, repos=repos, model_name=model_name,
-                                    on_instance=advance)
+                                    workers=workers, on_instance=advance)
     typer.echo(f"{len(summary.done)} solved now, {len(summary.skipped)} already done, {len(summary.failed)} failed; "
                f"predictions: {run_dir / 'all_preds.jsonl'}")
     if summary.failed:

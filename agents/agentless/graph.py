@@ -105,6 +105,8 @@ class AgentlessState(TypedDict, total=False):
     selection: Selection
     answers: dict[str, list[str]]
     """Raw model answers of each localization step (for the trajectory)."""
+    ledger: Ledger
+    """Where this instance's spend is recorded."""
 
 
 class Agentless:
@@ -156,18 +158,21 @@ class Agentless:
         b.add_edge("select", END)
         return b.compile()
 
-    def solve(self, instance: SWEInstance, repo: str | Path) -> AgentlessState:
-        """Run the whole graph on one instance whose repository is checked out at `repo`."""
-        return self.graph().invoke({"instance": instance, "repo": str(repo), "answers": {}})
+    def solve(self, instance: SWEInstance, repo: str | Path, *, ledger: Ledger | None = None) -> AgentlessState:
+        """Run the whole graph on one instance whose repository is checked out at `repo`; its spend goes to
+        `ledger` (default: the agent's)."""
+        return self.graph().invoke({"instance": instance, "repo": str(repo), "answers": {},
+                                    "ledger": ledger or self.ledger})
 
     # ------------------------------------------------------------------------------------------ LLM calls
 
-    def _ask(self, step: str, prompt: str, n: int = 1, temperature: float = 0.0) -> list[str]:
+    def _ask(self, state: AgentlessState, step: str, prompt: str, n: int = 1,
+             temperature: float = 0.0) -> list[str]:
         """`n` answers from the localization model, through a one-configuration sampler (cached, ledgered)."""
         from osca.sampler import AllocatedSampler
 
         config = SamplingConfig(name=step, model=self.settings.model, temperature=temperature)
-        sampler = AllocatedSampler([config], {step: n}, call_site=step, cache=self.cache, ledger=self.ledger,
+        sampler = AllocatedSampler([config], {step: n}, call_site=step, cache=self.cache, ledger=state["ledger"],
                                    seed=0)
         resp = sampler.completion(messages=[{"role": "user", "content": prompt}],
                                   max_tokens=self.settings.max_tokens)
@@ -178,7 +183,7 @@ class Agentless:
     def localize_files(self, state: AgentlessState) -> dict[str, Any]:
         repo, problem = Path(state["repo"]), state["instance"].problem_statement
         known = python_files(repo, include_tests=False)
-        answers = self._ask("localize_files", prompts.file_localization(problem, repo_tree(known),
+        answers = self._ask(state, "localize_files", prompts.file_localization(problem, repo_tree(known),
                                                                         self.settings.top_files))
         files = parse_file_list(answers[0], known, self.settings.top_files)
         return {"files": files, "answers": {**state["answers"], "localize_files": answers}}
@@ -192,7 +197,7 @@ class Agentless:
                 continue
         if not skeletons:
             return {"related": {}}
-        answers = self._ask("localize_elements",
+        answers = self._ask(state, "localize_elements",
                             prompts.related_elements(state["instance"].problem_statement, skeletons))
         return {"related": parse_locations(answers[0], list(skeletons)),
                 "answers": {**state["answers"], "localize_elements": answers}}
@@ -203,8 +208,9 @@ class Agentless:
             return {"edit_locations": []}
         snippets = {p: "\n...\n".join(numbered(self._read(state, p), s, e) for s, e in iv)
                     for p, iv in spans.items()}
-        answers = self._ask("localize_edits", prompts.edit_locations(state["instance"].problem_statement, snippets),
-                            n=self.settings.edit_samples, temperature=self.settings.edit_temperature)
+        prompt = prompts.edit_locations(state["instance"].problem_statement, snippets)
+        answers = self._ask(state, "localize_edits", prompt, n=self.settings.edit_samples,
+                            temperature=self.settings.edit_temperature)
         found = [self._intervals(state, parse_locations(a, list(spans))) for a in answers]
         return {"edit_locations": found, "answers": {**state["answers"], "localize_edits": answers}}
 
@@ -236,7 +242,7 @@ class Agentless:
         variants = {name: (lambda _msgs, p=prompts_by_set.get(name, first): [{"role": "user", "content": p}])
                     for name in self.settings.location_sets}
         sampler = AllocatedSampler(self.repair_configs, self.repair_allocation, call_site="repair",
-                                   cache=self.cache, ledger=self.ledger, prompt_variants=variants, seed=0)
+                                   cache=self.cache, ledger=state["ledger"], prompt_variants=variants, seed=0)
         resp = sampler.completion(messages=[{"role": "user", "content": first}], max_tokens=self.settings.max_tokens)
         default_set = next(iter(sets))
         by_name = {c.name: c for c in self.repair_configs}
@@ -283,8 +289,8 @@ class Agentless:
         n = self.settings.reproduction_samples
         if n == 0:
             return {"reproduction": {"script": None, "tried": []}}
-        answers = self._ask("write_reproduction", prompts.reproduction(state["instance"].problem_statement), n=n,
-                            temperature=self.settings.edit_temperature if n > 1 else 0.0)
+        answers = self._ask(state, "write_reproduction", prompts.reproduction(state["instance"].problem_statement),
+                            n=n, temperature=self.settings.edit_temperature if n > 1 else 0.0)
         scripts = [extract_code(a) for a in answers]
         return {"reproduction": self._tests(state).choose_reproduction(scripts)}
 

@@ -9,15 +9,17 @@ them again) and `repos/` (the checkouts). Re-running skips the instances already
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic_core import to_jsonable_python
 
-from osca.exceptions import DataError, OscaError
-from osca.ledger import Ledger, Spend
+from osca.exceptions import ConfigError, DataError, OscaError
+from osca.ledger import Ledger
 from osca.sandbox.container import Sandbox
 from osca.verifiers import PatchVerifier, Verdict
 
@@ -51,61 +53,65 @@ def repo_source(repos: Path | None, instance: SWEInstance) -> Path | None:
     raise DataError(f"no clone of {instance.repo} in {repos} (expected {owner}__{name}/ or {name}/)")
 
 
-def trajectory(state: AgentlessState, spend: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A JSON-able record of one instance's run (`spend`: what its calls cost, per call site/configuration)."""
+def trajectory(state: AgentlessState) -> dict[str, Any]:
+    """A JSON-able record of one instance's run, with what its calls cost per call site/configuration."""
     record = {"instance_id": state["instance"].instance_id,
-              **{k: v for k, v in state.items() if k not in ("instance", "repo")}}
-    if spend is not None:
-        record["spend"] = spend
+              **{k: v for k, v in state.items() if k not in ("instance", "repo", "ledger")}}
+    if "ledger" in state:
+        record["spend"] = {"/".join(key): asdict(spend) for key, spend in state["ledger"].entries.items()}
     return to_jsonable_python(record)
 
 
-def _spent(ledger: Ledger, before: dict[tuple[str, str], Spend]) -> dict[str, Any]:
-    out = {}
-    for key, now in ledger.entries.items():
-        was = before.get(key, Spend())
-        delta = {f: getattr(now, f) - getattr(was, f) for f in Spend.__dataclass_fields__}
-        if any(delta.values()):
-            out["/".join(key)] = delta
-    return out
-
-
 def run_instances(agent: Agentless, instances: Sequence[SWEInstance], *, run_dir: Path,
-                  repos: Path | None = None, model_name: str = "osca-agentless",
+                  repos: Path | None = None, model_name: str = "osca-agentless", workers: int = 1,
                   on_instance: Callable[[str, str], None] | None = None) -> RunSummary:
     """Solve each instance not yet in `run_dir/all_preds.jsonl`, appending its prediction and trajectory as
     soon as it is done. An instance that fails (a checkout or every model call failing) is reported and left
     for the next run; model output that yields no patch is a prediction with an empty patch.
 
     Args:
+        workers: instances solved at once (threads; each instance's own calls and tests run concurrently too).
         on_instance: called with (instance_id, outcome) after each instance (progress bars).
+
+    Each instance records its spend in its own ledger (caps from `agent.ledger` apply per instance), added to
+    `agent.ledger` when it finishes.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "trajectories").mkdir(exist_ok=True)
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    (run_dir / "trajectories").mkdir(parents=True, exist_ok=True)
     preds = run_dir / PREDICTIONS
-    finished = read_predictions(preds) if preds.exists() else {}
-    summary = RunSummary()
-    for inst in instances:
-        iid = inst.instance_id
-        if iid in finished:
-            summary.skipped.append(iid)
-            _notify(on_instance, iid, "skipped")
-            continue
+    finished = read_predictions(preds)
+    summary, lock = RunSummary(), threading.Lock()
+
+    def solve(inst: SWEInstance) -> None:
+        iid, where = inst.instance_id, run_dir / "trajectories" / f"{inst.instance_id}.json"
         try:
             repo = checkout(inst, workdir=run_dir / "repos", source=repo_source(repos, inst))
-            before = {k: replace(v) for k, v in agent.ledger.entries.items()}
-            state = agent.solve(inst, repo)
+            state = agent.solve(inst, repo, ledger=Ledger(caps=agent.ledger.caps))
         except OscaError as e:
-            summary.failed[iid] = str(e)
-            (run_dir / "trajectories" / f"{iid}.json").write_text(json.dumps({"instance_id": iid, "error": str(e)}))
-            _notify(on_instance, iid, "failed")
-            continue
-        record = trajectory(state, _spent(agent.ledger, before))
-        (run_dir / "trajectories" / f"{iid}.json").write_text(json.dumps(record, indent=1))
-        append_prediction(preds, Prediction(instance_id=iid, model_name_or_path=model_name,
-                                            model_patch=state["selection"].patch))
-        summary.done.append(iid)
-        _notify(on_instance, iid, "patched" if state["selection"].patch else "no patch")
+            where.write_text(json.dumps({"instance_id": iid, "error": str(e)}))
+            with lock:
+                summary.failed[iid] = str(e)
+                _notify(on_instance, iid, "failed")
+            return
+        where.write_text(json.dumps(trajectory(state), indent=1))
+        with lock:
+            append_prediction(preds, Prediction(instance_id=iid, model_name_or_path=model_name,
+                                                model_patch=state["selection"].patch))
+            for (site, config), spend in state["ledger"].entries.items():
+                agent.ledger.record(site, config, spend)
+            summary.done.append(iid)
+            _notify(on_instance, iid, "patched" if state["selection"].patch else "no patch")
+
+    todo = []
+    for inst in instances:
+        if inst.instance_id in finished:
+            summary.skipped.append(inst.instance_id)
+            _notify(on_instance, inst.instance_id, "skipped")
+        else:
+            todo.append(inst)
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(solve, todo))
     return summary
 
 

@@ -35,8 +35,11 @@ def test_mini_instances_resolve_end_to_end(tmp_path: Path, model: str) -> None:
     instances, repos, _ = swe_mini.build_all(tmp_path)
     run_dir = tmp_path / "run"
     with SampleCache(run_dir / "samples.sqlite") as cache:
-        summary = run_instances(make_agent(model, cache), instances, run_dir=run_dir, repos=repos)
-    assert summary.done == [i.instance_id for i in instances] and not summary.failed
+        agent = make_agent(model, cache)
+        summary = run_instances(agent, instances, run_dir=run_dir, repos=repos, workers=2)
+    assert sorted(summary.done) == [i.instance_id for i in instances] and not summary.failed
+    # each instance's spend is its own; the agent's ledger adds them up
+    assert agent.ledger.total(call_site="repair").samples == 16
 
     preds_file = run_dir / "all_preds.jsonl"
     assert validate_predictions(preds_file, instances) == []
@@ -68,6 +71,7 @@ def test_mini_instances_resolve_end_to_end(tmp_path: Path, model: str) -> None:
     assert sorted(slug["selection"]["votes"].values()) == [1, 2, 3]
     assert '.lower()' in preds["osca-mini__slug-1"].model_patch
     assert set(slug["spend"]) >= {"repair/cool_0-1", "repair/hot_2-3", "localize_files/localize_files"}
+    assert slug["spend"]["repair/cool_0-1"]["samples"] == 4
 
     verdicts = evaluate_predictions(instances, preds_file, run_dir=tmp_path / "eval", repos=repos)
     assert {i: v.passed for i, v in verdicts.items()} == {i.instance_id: True for i in instances}
@@ -75,7 +79,7 @@ def test_mini_instances_resolve_end_to_end(tmp_path: Path, model: str) -> None:
     # a re-run resumes: nothing is solved again and the model is not called
     before = calls("agentless-mini")
     again = run_instances(make_agent(model), instances, run_dir=run_dir, repos=repos)
-    assert again.skipped == summary.done and not again.done and calls("agentless-mini") == before
+    assert again.skipped == [i.instance_id for i in instances] and not again.done and calls("agentless-mini") == before
 
 
 def test_evaluation_resolves_gold_and_rejects_wrong_patches(tmp_path: Path) -> None:
