@@ -295,10 +295,12 @@ class Agentless:
         return {"reproduction": self._tests(state).choose_reproduction(scripts)}
 
     def run_tests(self, state: AgentlessState) -> dict[str, Any]:
+        keyed = {c.key: c.patch for c in state["candidates"] if c.key}
+        if not keyed:  # nothing to test: spare the sandbox runs
+            return {"regression_tests": []}
         tests = self._tests(state)
         regression = tests.regression_tests()
         script = state["reproduction"].get("script")
-        keyed = {c.key: c.patch for c in state["candidates"] if c.key}
         outcomes = tests.check_patches(keyed, regression, script)
         return {"regression_tests": regression,
                 "candidates": [c.model_copy(update=outcomes[c.key].as_update()) if c.key in outcomes else c

@@ -243,7 +243,8 @@ def scaling(
     per_cost: Annotated[bool, typer.Option("--per-cost", help="--min-gain is per cost unit (costs: --configs).")]
     = False,
     fit_max_k: Annotated[float | None, typer.Option(
-        help="Fit on k <= this only; the larger measured k check the extrapolation.")] = None,
+        help="Fit on k <= this only; the larger measured k check the extrapolation (the advice uses them all).")]
+    = None,
     budgets: Annotated[str | None, typer.Option(
         help="k to measure: a range (1-16) or a list (1,2,4,8); default: every k the recorded runs allow.")] = None,
     max_budget: Annotated[int, typer.Option(help="The largest budget the advisor may recommend.")] = 1024,
@@ -273,9 +274,9 @@ def scaling(
                          key=lambda c: -c.coverage[-1])
     fits = [curves[0].fit(fit_max_k)] + [_fit_or_reason(c, fit_max_k) for c in curves[1:]]
     advice = None
-    if target is not None or min_gain is not None:
+    if target is not None or min_gain is not None:  # advice uses every measured k; --fit-max-k only checks the law
         advice = recommend_budget(data, target=target, min_gain=min_gain, per_cost=per_cost, curve=curves[0],
-                                  fit_max_k=fit_max_k, max_budget=max_budget, seed=seed)
+                                  max_budget=max_budget, seed=seed)
     where = f"{test.n_problems} problems"
     if isinstance(data, CountSplit):
         where += ", in-sample (test = train), as released" if data.in_sample else ", the file's test part"

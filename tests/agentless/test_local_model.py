@@ -45,7 +45,10 @@ def test_agentless_runs_end_to_end_with_a_local_model(tmp_path: Path) -> None:
     # every stage answered, and the model really generated text (no canned output)
     assert {"localize_files", "write_reproduction"} <= {k.split("/")[0] for k in record["spend"]}
     assert all(s["completion_tokens"] > 0 for s in record["spend"].values())
-    assert record["regression_tests"] == ["tests/test_ops.py::test_mul", "tests/test_ops.py::test_mul_zero"]
+    tested = any(c["key"] for c in record["candidates"])  # the sandbox runs only when there is a patch to test
+    assert record["regression_tests"] == (["tests/test_ops.py::test_mul", "tests/test_ops.py::test_mul_zero"]
+                                          if tested else [])
+    assert record["reproduction"]["tried"], "the reproduction script ran in the sandbox"
     for cand in record["candidates"]:  # each candidate is a patch or says why it is not
         assert cand["config"] in {"t0.4_loc_0", "t0.8_loc_1"}
         assert bool(cand["key"]) != bool(cand["error"])

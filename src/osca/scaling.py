@@ -1,0 +1,563 @@
+"""Inference scaling: coverage curves, their power-law fit, a budget advisor, and selector precision.
+
+Repeated sampling pays off predictably: coverage c(k), the chance that some of k samples is correct, is well
+fit by an exponentiated power law (Brown et al. 2024, "Large Language Monkeys", arXiv 2407.21787)
+
+    log c(k) = a * k ** b,    a < 0, b < 0  (c rises toward 1 as k grows),
+
+which is a straight line in log(-log c) = log(-a) + b * log k. osca measures c(k) from a count matrix with the
+unbiased estimator of `osca.evaluate` (for a single configuration, a fixed allocation's mix, or the allocation
+learned at each budget), fits the line by least squares, predicts larger k (flagged as extrapolation), and
+turns a target coverage or a minimum marginal gain into a recommended budget and the allocation learned at it.
+
+Coverage is a ceiling: a selector without a perfect verifier (majority vote, an LLM judge) turns only part of
+it into solved problems. `precision_report` measures that part at each k on problems with known answers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .allocation import Allocation
+from .counts import CountMatrix, CountSplit
+from .evaluate import bootstrap_ci, expected_pass
+from .exceptions import BudgetError, ConfigError, DataError
+from .learn import learn_allocation
+
+if TYPE_CHECKING:
+    from .sampler import Candidate
+
+__all__ = ["BudgetAdvice", "CoverageCurve", "PowerLawFit", "PrecisionReport", "PrecisionRow", "allocation_curve",
+           "config_curve", "fit_power_law", "learned_curve", "precision_report", "recommend_budget",
+           "scale_allocation"]
+
+
+# ------------------------------------------------------------------------------------------------ curves
+
+
+@dataclass(frozen=True, eq=False)
+class CoverageCurve:
+    """Expected coverage (pass@k) at each measured k, with a bootstrap band over problems.
+
+    Attributes:
+        label: what was measured (a configuration name, "allocation", "osca (learned)").
+        k: shape (m,), budgets measured: samples per problem (cost units for a learned curve on data with
+            costs).
+        coverage: shape (m,), expected fraction of problems with at least one correct sample.
+        band: shape (m, 2), percentile bootstrap interval over problems at `level`.
+        allocations: the allocation drawn at each k.
+        per_problem: shape (m, n_problems), each problem's expected coverage.
+        unit_cost: cost of one unit of k (a configuration's cost, a mix's mean cost; 1 for cost-unit budgets).
+        ceiling: fraction of problems some recorded run of the curve's configurations solved (all
+            configurations for a learned curve): the most the counts can vouch for at any k.
+        extrapolated: configurations asked for more samples than they have runs somewhere (plug-in estimate).
+        level: the band's confidence level.
+    """
+
+    label: str
+    k: np.ndarray
+    coverage: np.ndarray
+    band: np.ndarray
+    allocations: tuple[Allocation, ...] = field(repr=False)
+    per_problem: np.ndarray = field(repr=False)
+    ceiling: float = 1.0
+    unit_cost: float = 1.0
+    extrapolated: tuple[str, ...] = ()
+    level: float = 0.95
+
+    def fit(self, fit_max_k: float | None = None) -> PowerLawFit:
+        """`fit_power_law` on this curve's points with k <= `fit_max_k` (all when None)."""
+        return fit_power_law(self.k, self.coverage, fit_max_k=fit_max_k)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "k": [_num(k) for k in self.k], "coverage": self.coverage.tolist(),
+                "band": self.band.tolist(), "level": self.level, "ceiling": self.ceiling, "unit_cost": self.unit_cost,
+                "extrapolated": list(self.extrapolated)}
+
+
+def _num(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else float(x)
+
+
+def _parts(data: CountMatrix | CountSplit) -> tuple[CountMatrix, CountMatrix]:
+    """(train, test): a matrix serves as both (in-sample)."""
+    return (data.train, data.test) if isinstance(data, CountSplit) else (data, data)
+
+
+def _measure(test: CountMatrix, label: str, ks: Sequence[float], allocations: Sequence[Allocation], *,
+             unit_cost: float, level: float, n_boot: int, seed: int,
+             configs: Sequence[str] | None = None) -> CoverageCurve:
+    """Coverage of each allocation on `test` (the unbiased product form of `expected_pass`) and its band.
+
+    Every k shares the bootstrap's seed, so the band moves smoothly along the curve (common random numbers).
+    `configs` are those the ceiling counts (default: the ones the allocations use).
+    """
+    used = sorted({n for a in allocations for n in a}) if configs is None else list(configs)
+    rows = [test.index(n) for n in used]
+    estimates = [expected_pass(test, a) for a in allocations]
+    band = np.array([bootstrap_ci([e.per_problem], level=level, n_boot=n_boot, seed=seed) for e in estimates])
+    return CoverageCurve(
+        label=label, k=np.asarray(ks, dtype=float), coverage=np.array([e.value for e in estimates]), band=band,
+        allocations=tuple(allocations), unit_cost=float(unit_cost),
+        extrapolated=tuple(sorted({n for e in estimates for n in e.extrapolated})),
+        per_problem=np.array([e.per_problem for e in estimates]),
+        ceiling=float((test.correct[rows] > 0).any(axis=0).mean()), level=level)
+
+
+def _checked_ks(ks: Sequence[float]) -> list[float]:
+    ks = [float(k) for k in ks]
+    if not ks or min(ks) <= 0:
+        raise BudgetError(f"budgets must be > 0, got {ks}")
+    return ks
+
+
+def config_curve(data: CountMatrix | CountSplit, name: str, ks: Sequence[int] | None = None, *,
+                 level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> CoverageCurve:
+    """Coverage of k samples from one configuration: pass@k = mean_j 1 - C(n - c_j, k) / C(n, k).
+
+    Args:
+        data: counts (a split's test part is measured).
+        name: the configuration.
+        ks: sample counts; default 1 .. the fewest runs it has on any problem (where the estimate is unbiased).
+        level, n_boot, seed: the bootstrap band.
+    """
+    test = _parts(data)[1]
+    i = test.index(name)
+    ks = _checked_ks(range(1, int(test.runs[i].min()) + 1) if ks is None else ks)
+    if not all(float(k).is_integer() for k in ks):
+        raise BudgetError(f"a configuration's budgets count samples and must be whole numbers, got {ks}")
+    return _measure(test, name, ks, [Allocation({name: int(k)}) for k in ks], unit_cost=float(test.costs[i]),
+                    level=level, n_boot=n_boot, seed=seed)
+
+
+def scale_allocation(allocation: Allocation, k: int) -> Allocation:
+    """The allocation's mix at k samples: k * pi_i / C rounded by largest remainders (ties: the larger pi_i,
+    then the name), so k = C gives the allocation back.
+
+    Example:
+        >>> scale_allocation(Allocation({"a": 3, "b": 1}), 2)
+        Allocation({'a': 2})
+    """
+    if allocation.total == 0:
+        raise BudgetError("the allocation draws no samples (it sums to zero)")
+    names = sorted(allocation, key=lambda n: (-allocation[n], n))
+    pi = np.array([allocation[n] for n in names], dtype=np.int64)
+    whole, rest = np.divmod(int(k) * pi, allocation.total)  # integer arithmetic: exact at k = C
+    for i in sorted(range(len(names)), key=lambda i: -rest[i])[:int(k) - int(whole.sum())]:
+        whole[i] += 1
+    return Allocation.from_vector(names, whole)
+
+
+def allocation_curve(data: CountMatrix | CountSplit, allocation: Allocation, ks: Sequence[int] | None = None, *,
+                     level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> CoverageCurve:
+    """Coverage of a fixed allocation's mix at k samples (`scale_allocation`), in the product form
+    1 - prod_i C(n_i - c_ij, x_i) / C(n_i, x_i).
+
+    Args:
+        data: counts (a split's test part is measured).
+        allocation: the mix; its total C is one point of the curve.
+        ks: sample counts; default 1 .. C.
+    """
+    test = _parts(data)[1]
+    x = allocation.vector(test.names)
+    if ks is None:
+        ks = range(1, allocation.total + 1)
+    ks = _checked_ks(ks)
+    if not all(float(k).is_integer() for k in ks):
+        raise BudgetError(f"an allocation's budgets count samples and must be whole numbers, got {ks}")
+    return _measure(test, "allocation", ks, [scale_allocation(allocation, int(k)) for k in ks],
+                    unit_cost=float(test.costs @ x / x.sum()), level=level, n_boot=n_boot, seed=seed)
+
+
+def learned_curve(data: CountMatrix | CountSplit, ks: Sequence[float] | None = None, *, seed: int = 0,
+                  level: float = 0.95, n_boot: int = 1000,
+                  on_step: Callable[[], Any] | None = None) -> CoverageCurve:
+    """Coverage of the allocation learned at each budget (on the training part, measured on the test part).
+
+    Args:
+        data: counts; a `CountSplit` learns on `train` and measures on `test`, a matrix does both in-sample.
+        ks: budgets; default 1 .. the most runs recorded, in samples (multiples of the cheapest configuration's
+            cost when configurations have costs: budgets are then in cost units).
+        seed: seeds the learner and the bootstrap.
+        on_step: called after each budget (progress bars).
+    """
+    train, test = _parts(data)
+    if ks is None:
+        ks = [train.costs.min() * k for k in range(1, int(train.runs.max()) + 1)]
+    ks = _checked_ks(ks)
+    allocations = []
+    for k in ks:
+        allocations.append(learn_allocation(train, _num(k), seed=seed, bound=False).allocation)
+        if on_step:
+            on_step()
+    return _measure(test, "osca (learned)", ks, allocations, unit_cost=1.0, level=level, n_boot=n_boot, seed=seed,
+                    configs=test.names)
+
+
+# ------------------------------------------------------------------------------------------------ the fit
+
+
+@dataclass(frozen=True)
+class PowerLawFit:
+    """log c(k) = a * k ** b fitted to measured coverage; `predict` beyond [k_min, k_max] is extrapolation.
+
+    Attributes:
+        a, b: the law's parameters (a < 0; b < 0 when coverage grows with k).
+        rmse: root mean squared error of the fitted coverage over the points used.
+        rmse_log: the same for log c (the law's own space).
+        max_error: the largest |fitted - measured| coverage over the points used.
+        k_min, k_max: the range of k fitted; predictions outside it are extrapolated.
+        n_points: points used.
+        dropped: k of points left out because their coverage was 0 or 1 (log(-log c) is infinite there).
+    """
+
+    a: float
+    b: float
+    rmse: float
+    rmse_log: float
+    max_error: float
+    k_min: float
+    k_max: float
+    n_points: int
+    dropped: tuple[float, ...] = ()
+
+    def predict(self, k: float | Sequence[float] | np.ndarray) -> float | np.ndarray:
+        """exp(a * k ** b): predicted coverage (a float for a scalar k)."""
+        out = np.exp(self.a * np.asarray(k, dtype=float) ** self.b)
+        return float(out) if out.ndim == 0 else out
+
+    def extrapolates(self, k: float | Sequence[float] | np.ndarray) -> bool | np.ndarray:
+        """Whether k lies outside the fitted range (a bool for a scalar k)."""
+        k = np.asarray(k, dtype=float)
+        out = (k > self.k_max) | (k < self.k_min)
+        return bool(out) if out.ndim == 0 else out
+
+    def budget_for(self, target: float) -> float:
+        """The smallest real k with predicted coverage >= target: (log target / a) ** (1 / b); inf when the law
+        never gets there (target >= 1, or b >= 0: coverage that does not grow with k)."""
+        if not 0.0 < target < 1.0 or self.b >= 0.0:
+            return math.inf
+        return float((math.log(target) / self.a) ** (1.0 / self.b))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a": self.a, "b": self.b, "rmse": self.rmse, "rmse_log": self.rmse_log, "max_error": self.max_error,
+                "k_range": [_num(self.k_min), _num(self.k_max)], "n_points": self.n_points,
+                "dropped": [_num(k) for k in self.dropped]}
+
+
+def fit_power_law(k: Sequence[float] | np.ndarray, coverage: Sequence[float] | np.ndarray, *,
+                  fit_max_k: float | None = None) -> PowerLawFit:
+    """Fit log c(k) = a * k ** b by least squares on the line log(-log c) = log(-a) + b * log k.
+
+    Exact for exact data: coverage computed from some a, b gives those a, b back. Points with coverage 0 or 1
+    carry no slope information (log(-log c) is infinite) and are dropped, listed in `dropped`.
+
+    Args:
+        k: shape (m,), budgets > 0.
+        coverage: shape (m,), coverage at each k, in [0, 1].
+        fit_max_k: fit only the points with k <= this (the rest can check the extrapolation).
+
+    Returns:
+        A `PowerLawFit`; `DataError` when fewer than two distinct k with 0 < c < 1 remain.
+
+    Example:
+        >>> ks = np.arange(1, 9)
+        >>> fit = fit_power_law(ks, np.exp(-1.5 * ks ** -0.2))
+        >>> round(fit.a, 6), round(fit.b, 6), fit.extrapolates(16)
+        (-1.5, -0.2, True)
+    """
+    k = np.asarray(k, dtype=float)
+    c = np.asarray(coverage, dtype=float)
+    if k.shape != c.shape or k.ndim != 1:
+        raise DataError(f"k and coverage must be 1-d and of one length, got shapes {k.shape} and {c.shape}")
+    if not np.all(np.isfinite(k)) or (k <= 0).any():
+        raise DataError("k must be finite and > 0")
+    if not np.all(np.isfinite(c)) or (c < 0).any() or (c > 1).any():
+        raise DataError("coverage must lie in [0, 1]")
+    window = k <= fit_max_k if fit_max_k is not None else np.ones(k.shape, bool)
+    usable = window & (c > 0) & (c < 1)
+    dropped = tuple(float(x) for x in k[window & ~usable])
+    if np.unique(k[usable]).size < 2:
+        where = f" with k <= {fit_max_k:g}" if fit_max_k is not None else ""
+        raise DataError(f"a power-law fit needs coverage strictly between 0 and 1 at two or more k{where} "
+                        f"(found {np.unique(k[usable]).size})")
+    ku, cu = k[usable], c[usable]
+    b, intercept = np.polyfit(np.log(ku), np.log(-np.log(cu)), 1)
+    a = -float(np.exp(intercept))
+    fitted_log = a * ku ** b
+    err = np.exp(fitted_log) - cu
+    return PowerLawFit(a=a, b=float(b), rmse=float(np.sqrt(np.mean(err ** 2))),
+                       rmse_log=float(np.sqrt(np.mean((fitted_log - np.log(cu)) ** 2))),
+                       max_error=float(np.abs(err).max()), k_min=float(ku.min()), k_max=float(ku.max()),
+                       n_points=int(ku.size), dropped=dropped)
+
+
+# ------------------------------------------------------------------------------------------------ the advisor
+
+
+@dataclass(frozen=True)
+class BudgetAdvice:
+    """A recommended budget for a call site and the allocation learned at it.
+
+    Attributes:
+        budget: the recommended C (samples; cost units for a learned curve on data with costs); None when the
+            criterion cannot be met within `max_budget`.
+        allocation: the allocation `learn_allocation` finds at that budget on the training part (None with
+            `budget`).
+        coverage: the coverage at `budget`: measured when it was measured, else the fit's prediction.
+        extrapolated: the recommendation relied on the fit beyond the measured k.
+        criterion: what was asked, in words.
+        message: why this budget (or why none).
+        fit: the power law used beyond the measured k.
+        curve: the measured curve.
+    """
+
+    budget: float | None
+    allocation: Allocation | None
+    coverage: float | None
+    extrapolated: bool
+    criterion: str
+    message: str
+    fit: PowerLawFit
+    curve: CoverageCurve = field(repr=False)
+
+    @property
+    def success(self) -> bool:
+        return self.budget is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"budget": None if self.budget is None else _num(self.budget),
+                "allocation": None if self.allocation is None else dict(self.allocation),
+                "coverage": self.coverage, "extrapolated": self.extrapolated, "criterion": self.criterion,
+                "message": self.message, "fit": self.fit.to_dict()}
+
+
+def recommend_budget(data: CountMatrix | CountSplit, *, target: float | None = None,
+                     min_gain: float | None = None, per_cost: bool = False, curve: CoverageCurve | None = None,
+                     fit_max_k: float | None = None, max_budget: float = 1024, seed: int = 0) -> BudgetAdvice:
+    """The budget C a call site should spend, and the allocation learned at C.
+
+    Exactly one criterion:
+
+    - ``target``: the smallest C whose coverage reaches it, measured where the curve was measured, else the
+      fitted law's ceil((log target / a) ** (1 / b)).
+    - ``min_gain``: walk C up the curve while the next step adds at least `min_gain` coverage per unit of
+      budget (per sample, or with `per_cost` per cost unit: a step of k costs `curve.unit_cost`); measured steps
+      first, then the fit's C -> C + 1. C is the last point reached (never below the first measured k).
+
+    Args:
+        data: counts (a split learns on `train`, measures on `test`).
+        target: coverage to reach, in (0, 1].
+        min_gain: least coverage the last unit of budget must add, > 0.
+        per_cost: `min_gain` is per cost unit (uses the configurations' costs) instead of per sample.
+        curve: the curve to advise on (e.g. `config_curve`); default `learned_curve(data, seed=seed)`.
+        fit_max_k: fit the law on k <= this only.
+        max_budget: the largest C that may be recommended, > 0.
+        seed: seeds the learner.
+
+    Returns:
+        A `BudgetAdvice`; its `budget` is None (and `message` says why) when `target` is not reached by
+        `max_budget`.
+
+    Example:
+        >>> advice = recommend_budget(split, target=0.35)   # the released SWE-bench counts, in-sample
+        >>> advice.budget, advice.coverage, advice.extrapolated
+        (7, 0.3564..., False)
+    """
+    if (target is None) == (min_gain is None):
+        raise ConfigError("give exactly one criterion: a target coverage or a minimum marginal gain")
+    if isinstance(max_budget, bool) or not max_budget > 0:
+        raise BudgetError(f"max_budget must be > 0, got {max_budget}")
+    if target is not None and not 0.0 < target <= 1.0:
+        raise ConfigError(f"target coverage must be in (0, 1], got {target}")
+    if min_gain is not None and not min_gain > 0.0:
+        raise BudgetError(f"min_gain must be > 0, got {min_gain}")
+    if curve is None:
+        curve = learned_curve(data, seed=seed)
+    fit = curve.fit(fit_max_k)
+    last = float(curve.k[-1])
+    if target is not None:
+        criterion = f"coverage >= {target:g}"
+        reached = np.flatnonzero((curve.coverage >= target) & (curve.k <= max_budget))
+        if reached.size:
+            j = int(reached[0])
+            budget, coverage = float(curve.k[j]), float(curve.coverage[j])
+            message = f"measured coverage {coverage:.4f} at C = {budget:g}"
+        else:
+            needed = fit.budget_for(target)
+            budget = max(float(math.ceil(needed - 1e-9)), math.floor(last) + 1.0) if math.isfinite(needed) \
+                else math.inf
+            if budget > max_budget:
+                at_cap = fit.predict(max_budget)
+                return BudgetAdvice(None, None, None, True, criterion,
+                                    f"not reached: measured at most {curve.coverage.max():.4f} (k <= {last:g}); "
+                                    f"{_law(fit)} predicts {at_cap:.4f} at the largest budget allowed, "
+                                    f"{max_budget:g}",
+                                    fit, curve)
+            coverage = fit.predict(budget)
+            message = f"extrapolated: {_law(fit)} predicts {coverage:.4f} at C = {budget:g} (measured k <= {last:g})"
+            if coverage > curve.ceiling:
+                message += (f"; above the {curve.ceiling:.4f} of problems its configurations solved in any "
+                            "recorded run, so the counts cannot confirm it")
+    else:
+        unit = curve.unit_cost if per_cost else 1.0
+        threshold = min_gain * unit
+        criterion = f"marginal gain >= {min_gain:g} per {'cost unit' if per_cost else 'sample'}"
+        budget, coverage = _walk(curve, fit, threshold, max_budget)
+        measured = budget <= last
+        message = (f"the next step gains less than {min_gain:g} per {'cost unit' if per_cost else 'sample'}"
+                   if budget < max_budget else f"still gaining at the largest budget allowed, {max_budget:g}")
+        message = ("measured: " if measured else f"extrapolated with {_law(fit)}: ") + message
+    # The same spend as `budget` units of the curve (its unit cost is 1 with unit costs, or cost-unit budgets).
+    allocation = learn_allocation(_parts(data)[0], _num(budget * curve.unit_cost), seed=seed,
+                                  bound=False).allocation
+    return BudgetAdvice(_num(budget), allocation, float(coverage), budget > last, criterion, message, fit, curve)
+
+
+def _law(fit: PowerLawFit) -> str:
+    return f"log c = {fit.a:.4f} k^{fit.b:.4f} (fitted on k = {fit.k_min:g}..{fit.k_max:g})"
+
+
+def _walk(curve: CoverageCurve, fit: PowerLawFit, threshold: float, max_budget: float) -> tuple[float, float]:
+    """Climb while the next step gains >= threshold per unit of k: measured steps, then the fit's unit steps."""
+    k, c = curve.k, curve.coverage
+    for j in range(len(k) - 1):
+        if k[j + 1] > max_budget or (c[j + 1] - c[j]) / (k[j + 1] - k[j]) < threshold:
+            return float(k[j]), float(c[j])
+    budget = float(k[-1])
+    if budget >= max_budget:
+        return budget, float(c[-1])
+    value = fit.predict(budget)
+    while budget + 1 <= max_budget:
+        ahead = fit.predict(budget + 1)
+        if ahead - value < threshold:
+            break
+        budget, value = budget + 1, ahead
+    return budget, float(c[-1]) if budget == float(k[-1]) else float(value)
+
+
+# ------------------------------------------------------------------------------------------------ precision
+
+
+@dataclass(frozen=True)
+class PrecisionRow:
+    """One k of a precision report.
+
+    Attributes:
+        k: candidates per problem the selectors chose from.
+        coverage: fraction of problems where some of the k candidates is correct (the ceiling).
+        solved: selector name -> fraction of problems where its pick is correct.
+    """
+
+    k: int
+    coverage: float
+    solved: dict[str, float]
+
+    def precision(self, name: str) -> float:
+        """solved / coverage: the share of the reachable problems the selector actually solves (NaN at 0)."""
+        return self.solved[name] / self.coverage if self.coverage > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class PrecisionReport:
+    """Fraction solved by each selector against coverage, per k.
+
+    Attributes:
+        rows: one per k.
+        selectors: the selectors' names, in the order given.
+        n_problems: problems averaged over.
+        exact: True when every (problem, k) enumerated all k-subsets (else seeded random subsets).
+    """
+
+    rows: tuple[PrecisionRow, ...]
+    selectors: tuple[str, ...]
+    n_problems: int
+    exact: bool
+
+    def table(self) -> str:
+        """A Markdown table: k, coverage, then each selector's solved fraction and precision."""
+        head = ["k", "coverage"] + [f"{n} (precision)" for n in self.selectors]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in self.rows:
+            cells = [str(r.k), f"{r.coverage:.3f}"] + [f"{r.solved[n]:.3f} ({r.precision(n):.2f})"
+                                                      for n in self.selectors]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_problems": self.n_problems, "exact": self.exact, "selectors": list(self.selectors),
+                "rows": [{"k": r.k, "coverage": r.coverage, "solved": r.solved} for r in self.rows]}
+
+
+Pick = Callable[[list["Candidate"]], list["Candidate"]]
+
+
+def precision_report(candidates: Sequence[Sequence[Candidate]], correct: Sequence[Sequence[bool]],
+                     selectors: Mapping[str, Pick], ks: Sequence[int] | None = None, *, subsets: int = 200,
+                     seed: int = 0) -> PrecisionReport:
+    """How much of the coverage each selector turns into solved problems, at each k.
+
+    For each problem and k, the selectors choose among k of its candidates (kept in sample order, as the
+    sampler presents them; candidates without text are left out, as the sampler does). Every k-subset is used
+    when there are at most `subsets` of them, else `subsets` seeded random ones; all selectors see the same
+    subsets. A problem counts as solved by a selector in the share of subsets where its first survivor is
+    correct, and as covered in the share where any candidate is.
+
+    Args:
+        candidates: per problem, its candidates (`osca.sampler.Candidate`, or anything the selectors accept).
+        correct: per problem, the ground truth of each candidate (same shape as `candidates`).
+        selectors: name -> selector (`osca.selectors` strategies, cascades, or plain functions).
+        ks: subset sizes; default 1 .. the fewest candidates any problem has.
+        subsets: most subsets per (problem, k).
+        seed: seeds the random subsets.
+
+    Returns:
+        A `PrecisionReport`; `.table()` formats it, `osca.plot.plot_precision` draws it.
+    """
+    if len(candidates) != len(correct) or not candidates:
+        raise DataError(f"need one list of ground truths per problem: {len(candidates)} candidate lists, "
+                        f"{len(correct)} ground-truth lists")
+    for j, (cs, ok) in enumerate(zip(candidates, correct)):
+        if len(cs) != len(ok):
+            raise DataError(f"problem {j}: {len(cs)} candidates but {len(ok)} ground truths")
+    if not selectors:
+        raise ConfigError("no selectors to compare")
+    fewest = min(len(cs) for cs in candidates)
+    ks = list(range(1, fewest + 1)) if ks is None else [int(k) for k in ks]
+    if not ks or min(ks) < 1 or max(ks) > fewest:
+        raise DataError(f"k must lie in 1..{fewest} (the fewest candidates of any problem), got {ks}")
+    if subsets < 1:
+        raise ConfigError(f"subsets must be >= 1, got {subsets}")
+    rng = np.random.default_rng(seed)
+    names = tuple(selectors)
+    rows, exact = [], True
+    for k in ks:
+        covered = 0.0
+        solved = dict.fromkeys(names, 0.0)
+        for cs, ok in zip(candidates, correct):
+            n = len(cs)
+            if math.comb(n, k) <= subsets:
+                draws: Any = itertools.combinations(range(n), k)
+                m = math.comb(n, k)
+            else:
+                exact = False
+                draws = (np.sort(rng.choice(n, size=k, replace=False)) for _ in range(subsets))
+                m = subsets
+            for idx in draws:
+                alive = [cs[i] for i in idx if getattr(cs[i], "text", "") is not None]
+                truth = {id(cs[i]): bool(ok[i]) for i in idx}
+                covered += any(truth[id(c)] for c in alive) / m
+                if not alive:
+                    continue
+                for name in names:
+                    pick = (selectors[name](list(alive)) or alive)[0]
+                    solved[name] += truth[id(pick)] / m
+        total = len(candidates)
+        rows.append(PrecisionRow(k, covered / total, {n: solved[n] / total for n in names}))
+    return PrecisionReport(tuple(rows), names, len(candidates), exact)
