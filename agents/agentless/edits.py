@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from osca.exceptions import DataError
 
+from .repo import merge_intervals
+
 __all__ = ["EditError", "SearchReplace", "apply_edits", "make_diff", "normalize_source", "normalized_patch",
            "parse_edits"]
 
@@ -142,16 +144,6 @@ def _region(line: int, intervals: list[tuple[int, int]]) -> int | None:
     return None
 
 
-def _merged(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(intervals):
-        if merged and start <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
-
-
 def apply_edits(files: Mapping[str, str], edits: Iterable[SearchReplace], *,
                 allowed: Mapping[str, list[tuple[int, int]]] | None = None) -> dict[str, str]:
     """Apply `edits` in order and return the new contents of the files they changed.
@@ -197,7 +189,7 @@ def apply_edits(files: Mapping[str, str], edits: Iterable[SearchReplace], *,
             lines, trailing = _split(files[edit.path])
             current[edit.path] = (lines, trailing)
             if allowed is not None:
-                regions[edit.path] = _merged(allowed[edit.path])
+                regions[edit.path] = merge_intervals(allowed[edit.path])
                 tags[edit.path] = [_region(i, regions[edit.path]) for i in range(1, len(lines) + 1)]
         lines, trailing = current[edit.path]
         hits = _occurrences(lines, needle)

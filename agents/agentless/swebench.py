@@ -26,7 +26,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
 
@@ -49,6 +49,16 @@ _Sha = Annotated[str, StringConstraints(pattern=_SHA)]
 def _describe(error: ValidationError) -> str:
     """A pydantic error as `field: message; ...`, the field first so the reader sees what to fix."""
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or '<record>'}: {e['msg']}" for e in error.errors())
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _validated(model: type[_M], record: Any, at: str) -> _M:
+    try:
+        return model.model_validate(record)
+    except ValidationError as e:
+        raise DataError(f"{at}: {_describe(e)}") from None
 
 
 class SWEInstance(BaseModel):
@@ -198,10 +208,7 @@ def load_instances(source: str | os.PathLike[str] = DEFAULT_DATASET, *, split: s
     instances: list[SWEInstance] = []
     where: dict[str, str] = {}
     for at, row in rows:
-        try:
-            instance = SWEInstance.model_validate(row)
-        except ValidationError as e:
-            raise DataError(f"{at}: {_describe(e)}") from None
+        instance = _validated(SWEInstance, row, at)
         if instance.instance_id in where:
             raise DataError(f"{at}: duplicate instance_id {instance.instance_id!r} "
                             f"(first at {where[instance.instance_id]})")
@@ -411,10 +418,7 @@ def read_predictions(path: str | os.PathLike[str]) -> dict[str, Prediction]:
                 raise DataError(f"{path}: line {n} is not valid JSON ({e})") from None
     out: dict[str, Prediction] = {}
     for at, record in records:
-        try:
-            pred = Prediction.model_validate(record)
-        except ValidationError as e:
-            raise DataError(f"{at}: {_describe(e)}") from None
+        pred = _validated(Prediction, record, at)
         out.pop(pred.instance_id, None)  # the last one wins, and takes the last place too
         out[pred.instance_id] = pred
     return out
