@@ -183,8 +183,8 @@ class Agentless:
     def localize_files(self, state: AgentlessState) -> dict[str, Any]:
         repo, problem = Path(state["repo"]), state["instance"].problem_statement
         known = python_files(repo, include_tests=False)
-        answers = self._ask(state, "localize_files", prompts.file_localization(problem, repo_tree(known),
-                                                                        self.settings.top_files))
+        prompt = prompts.file_localization(problem, repo_tree(known), self.settings.top_files)
+        answers = self._ask(state, "localize_files", prompt)
         files = parse_file_list(answers[0], known, self.settings.top_files)
         return {"files": files, "answers": {**state["answers"], "localize_files": answers}}
 
@@ -231,24 +231,24 @@ class Agentless:
         return {"location_sets": sets}
 
     def repair(self, state: AgentlessState) -> dict[str, Any]:
+        """Draw candidates per the repair allocation; each configuration sees the code of its location set."""
         from osca.sampler import AllocatedSampler
 
-        sets = {name: iv for name, iv in state["location_sets"].items() if iv}
-        if not sets:
+        sets = state["location_sets"]
+        if not any(sets.values()):  # nothing localized (merge_locations fills every set, or none)
             return {"candidates": []}
         problem = state["instance"].problem_statement
-        prompts_by_set = {name: prompts.repair(problem, self._snippets(state, iv)) for name, iv in sets.items()}
-        first = next(iter(prompts_by_set.values()))
-        variants = {name: (lambda _msgs, p=prompts_by_set.get(name, first): [{"role": "user", "content": p}])
-                    for name in self.settings.location_sets}
+        by_set = {name: prompts.repair(problem, self._snippets(state, iv)) for name, iv in sets.items()}
+        variants = {name: (lambda _msgs, p=p: [{"role": "user", "content": p}]) for name, p in by_set.items()}
         sampler = AllocatedSampler(self.repair_configs, self.repair_allocation, call_site="repair",
                                    cache=self.cache, ledger=state["ledger"], prompt_variants=variants, seed=0)
-        resp = sampler.completion(messages=[{"role": "user", "content": first}], max_tokens=self.settings.max_tokens)
-        default_set = next(iter(sets))
+        first = next(iter(sets))  # configurations without a location set see the first one
+        resp = sampler.completion(messages=[{"role": "user", "content": by_set[first]}],
+                                  max_tokens=self.settings.max_tokens)
         by_name = {c.name: c for c in self.repair_configs}
         return {"candidates": [
             PatchCandidate(config=c.config, index=c.index, text=c.text or "", error=c.error,
-                           location_set=by_name[c.config].prompt_variant or default_set)
+                           location_set=by_name[c.config].prompt_variant or first)
             for c in resp.candidates]}
 
     def extract_patches(self, state: AgentlessState) -> dict[str, Any]:
