@@ -124,6 +124,26 @@ def evaluate(
     typer.echo(f"resolved {resolved}/{len(verdicts)}")
 
 
+@app.command()
+def validate(
+    predictions: Annotated[Path, typer.Argument(help="A predictions file (.jsonl or .json).")],
+    instances: Annotated[str | None, typer.Option(
+        help="Also check the ids against these instances (a jsonl file or a hub dataset).")] = None,
+    split: Annotated[str, typer.Option(help="Dataset split (hub datasets only).")] = "test",
+) -> None:
+    """Check a predictions file against SWE-bench's format (keys, types, diffs, duplicates, ids); exit 1 if
+    anything is wrong."""
+    from .swebench import validate_predictions
+
+    known = _instances(instances, split, None, None) if instances else None
+    problems = validate_predictions(predictions, known)
+    for problem in problems:
+        typer.echo(problem, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{predictions}: valid")
+
+
 def _bad(message: str):
     from osca.exceptions import ConfigError
 

@@ -418,3 +418,18 @@ def test_validate_file_level_problems(tmp_path: Path) -> None:
     assert validate_predictions(tmp_path / "none.jsonl") == [f"{tmp_path / 'none.jsonl'}: no such file"]
     (tmp_path / "empty.jsonl").write_text("")
     assert validate_predictions(tmp_path / "empty.jsonl") == [f"{tmp_path / 'empty.jsonl'}: no predictions"]
+
+
+def test_cli_validates_a_predictions_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from osca.cli import app
+
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    good.write_text(json.dumps({"instance_id": "a__b-1", "model_name_or_path": "m", "model_patch": ""}) + "\n")
+    bad.write_text(json.dumps({"instance_id": "a__b-1", "model_patch": "not a diff"}) + "\n")
+    runner = CliRunner()
+    ok = runner.invoke(app, ["agentless", "validate", str(good)])
+    assert ok.exit_code == 0 and "valid" in ok.output
+    res = runner.invoke(app, ["agentless", "validate", str(bad)])
+    assert res.exit_code == 1 and "model_name_or_path" in res.output
