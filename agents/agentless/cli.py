@@ -45,7 +45,8 @@ def run(
     ids: IdsOpt = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N instances.")] = None,
     repos: ReposOpt = None,
-    model: Annotated[str, typer.Option(help="LiteLLM model for localization and reproduction tests.")] = "openai/gpt-4o",
+    model: Annotated[str, typer.Option(
+        help="LiteLLM model for localization and reproduction tests.")] = "openai/gpt-4o",
     configs: Annotated[Path | None, typer.Option(
         help="JSON list of repair configurations (name, model, temperature, prompt_variant = location set).")] = None,
     allocation: Annotated[Path | None, typer.Option(

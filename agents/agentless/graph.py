@@ -107,6 +107,8 @@ class AgentlessState(TypedDict, total=False):
     """Raw model answers of each localization step (for the trajectory)."""
     ledger: Ledger
     """Where this instance's spend is recorded."""
+    tests: InstanceTests
+    """This instance's sandbox tests (one repository snapshot for both branches)."""
 
 
 class Agentless:
@@ -161,8 +163,11 @@ class Agentless:
     def solve(self, instance: SWEInstance, repo: str | Path, *, ledger: Ledger | None = None) -> AgentlessState:
         """Run the whole graph on one instance whose repository is checked out at `repo`; its spend goes to
         `ledger` (default: the agent's)."""
+        s = self.settings
+        tests = InstanceTests(repo, sandbox=self.sandbox, timeout=s.test_timeout, wall_clock=s.wall_clock,
+                              workers=s.test_workers)
         return self.graph().invoke({"instance": instance, "repo": str(repo), "answers": {},
-                                    "ledger": ledger or self.ledger})
+                                    "ledger": ledger or self.ledger, "tests": tests})
 
     # ------------------------------------------------------------------------------------------ LLM calls
 
@@ -266,7 +271,8 @@ class Agentless:
                     raise EditError("the answer has no SEARCH/REPLACE edit")
                 old = {p: self._read(state, p) for p in allowed}
                 new = apply_edits(old, edits, allowed=allowed)
-                out.append(cand.model_copy(update={"patch": make_diff({p: old[p] for p in new}, new)}))
+                patch = make_diff({p: old[p] for p in new}, new)
+                out.append(cand.model_copy(update={"patch": patch, "edited": new}))
             except EditError as e:
                 out.append(cand.model_copy(update={"error": f"edit: {e}"}))
         return {"candidates": out}
@@ -279,8 +285,7 @@ class Agentless:
             if not cand.patch:
                 out.append(cand)
                 continue
-            old, new = self._sides(state, cand)
-            key = normalized_patch(old, new)
+            key = normalized_patch({p: self._read(state, p) for p in cand.edited}, cand.edited)
             out.append(cand.model_copy(update={"key": key} if key else
                                        {"error": "the patch changes only comments, docstrings or layout"}))
         return {"candidates": out}
@@ -292,13 +297,13 @@ class Agentless:
         answers = self._ask(state, "write_reproduction", prompts.reproduction(state["instance"].problem_statement),
                             n=n, temperature=self.settings.edit_temperature if n > 1 else 0.0)
         scripts = [extract_code(a) for a in answers]
-        return {"reproduction": self._tests(state).choose_reproduction(scripts)}
+        return {"reproduction": state["tests"].choose_reproduction(scripts)}
 
     def run_tests(self, state: AgentlessState) -> dict[str, Any]:
         keyed = {c.key: c.patch for c in state["candidates"] if c.key}
         if not keyed:  # nothing to test: spare the sandbox runs
             return {"regression_tests": []}
-        tests = self._tests(state)
+        tests = state["tests"]
         regression = tests.regression_tests()
         script = state["reproduction"].get("script")
         outcomes = tests.check_patches(keyed, regression, script)
@@ -310,11 +315,6 @@ class Agentless:
         return {"selection": select_patch(state["candidates"])}
 
     # ------------------------------------------------------------------------------------------ helpers
-
-    def _tests(self, state: AgentlessState) -> InstanceTests:
-        s = self.settings
-        return InstanceTests(state["repo"], sandbox=self.sandbox, timeout=s.test_timeout, wall_clock=s.wall_clock,
-                             workers=s.test_workers)
 
     @staticmethod
     def _read(state: AgentlessState, path: str) -> str:
@@ -364,9 +364,3 @@ class Agentless:
             lines = self._read(state, path).split("\n")
             out[path] = "\n...\n".join("\n".join(lines[s - 1:e]) for s, e in iv)
         return out
-
-    def _sides(self, state: AgentlessState, cand: PatchCandidate) -> tuple[dict[str, str], dict[str, str]]:
-        allowed = state["location_sets"][cand.location_set]
-        old = {p: self._read(state, p) for p in allowed}
-        new = apply_edits(old, parse_edits(cand.text), allowed=allowed)
-        return {p: old[p] for p in new}, new

@@ -56,7 +56,7 @@ def repo_source(repos: Path | None, instance: SWEInstance) -> Path | None:
 def trajectory(state: AgentlessState) -> dict[str, Any]:
     """A JSON-able record of one instance's run, with what its calls cost per call site/configuration."""
     record = {"instance_id": state["instance"].instance_id,
-              **{k: v for k, v in state.items() if k not in ("instance", "repo", "ledger")}}
+              **{k: v for k, v in state.items() if k not in ("instance", "repo", "ledger", "tests")}}
     if "ledger" in state:
         record["spend"] = {"/".join(key): asdict(spend) for key, spend in state["ledger"].entries.items()}
     return to_jsonable_python(record)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 __all__ = ["PatchCandidate", "Selection", "select_patch"]
 
@@ -24,6 +24,8 @@ class PatchCandidate(BaseModel):
     """Why it yields no patch: the call failed, its edits are malformed or outside the localized lines, ..."""
     patch: str = ""
     """A `git diff` of the edits."""
+    edited: dict[str, str] = Field(default_factory=dict, exclude=True)
+    """The edited files' new contents, for normalization (left out of trajectories: `patch` has them)."""
     key: str = ""
     """The normalized patch: equal keys are the same change, for testing and voting."""
     applies: bool | None = None

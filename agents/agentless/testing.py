@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 
 from osca.sandbox.container import DockerSandbox, Job, JobResult, Sandbox
 from osca.selectors import normalize_code
-from osca.verifiers import PatchVerifier, Status, patch_setup, repo_snapshot
+from osca.verifiers import PatchVerifier, Status, patch_setup, pytest_command, repo_snapshot
 
 __all__ = ["InstanceTests", "PatchOutcome", "REPRODUCED", "RESOLVED"]
 
@@ -45,22 +46,22 @@ def _says(result: JobResult, phrase: str) -> bool:
 
 
 class InstanceTests:
-    """The tests of one checked-out instance. The repository is snapshotted once (`git archive` of HEAD)."""
+    """The tests of one checked-out instance. The repository is snapshotted once (`git archive` of HEAD), when
+    a job first needs it."""
 
     def __init__(self, repo: str | Path, *, sandbox: Sandbox | None = None, timeout: float = 60.0,
                  wall_clock: float = 600.0, workers: int = 2) -> None:
         self.repo = Path(repo)
-        self.snapshot = repo_snapshot(repo)
         self.sandbox = sandbox or DockerSandbox()
         self.timeout, self.wall_clock, self.workers = timeout, wall_clock, workers
 
-    def _pytest(self, *paths: str) -> list[str]:
-        return ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "junit_family=xunit1",
-                "--junitxml={report}", f"--timeout={self.timeout}", "--timeout-method=signal", *paths]
+    @cached_property
+    def snapshot(self) -> bytes:
+        return repo_snapshot(self.repo)
 
     def regression_tests(self) -> list[str]:
         """Ids of the repository's tests that pass on the original code."""
-        result = self.sandbox.run(Job(files={}, archive=self.snapshot, argv=self._pytest(), junit=True,
+        result = self.sandbox.run(Job(files={}, archive=self.snapshot, argv=pytest_command(self.timeout), junit=True,
                                       wall_clock=self.wall_clock))
         return sorted(t for t, outcome in (result.tests or {}).items() if outcome == "passed")
 
@@ -89,7 +90,7 @@ class InstanceTests:
         """key -> outcome for each distinct patch: does it apply, which regression tests break, does the
         reproduction script call the issue resolved."""
         verifier = PatchVerifier(self.repo, regression, sandbox=self.sandbox, timeout=self.timeout,
-                                 wall_clock=self.wall_clock) if regression else None
+                                 wall_clock=self.wall_clock, snapshot=self.snapshot) if regression else None
 
         def check(patch: str) -> PatchOutcome:
             if verifier is not None:

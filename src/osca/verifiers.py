@@ -27,7 +27,7 @@ from .exceptions import ConfigError
 from .sandbox.container import DockerSandbox, Job, JobResult, Sandbox
 
 __all__ = ["PatchVerifier", "Status", "UnitTestVerifier", "Verdict", "Verifier", "expected_test_ids",
-           "patch_paths", "patch_setup"]
+           "patch_paths", "patch_setup", "pytest_command"]
 
 
 class Status(StrEnum):
@@ -71,6 +71,13 @@ class Verifier(Protocol):
 
 
 TESTS_FILE = "test_solution.py"
+
+
+def pytest_command(timeout: float, *paths: str) -> list[str]:
+    """How the sandbox runs pytest: no cache writes (read-only tree), a per-test timeout, and a JUnit report at
+    the runner's `{report}` path (xunit1, whose ids map back to pytest's `file::Class::test`)."""
+    return ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "junit_family=xunit1",
+            "--junitxml={report}", f"--timeout={timeout}", "--timeout-method=signal", *paths]
 
 
 def expected_test_ids(test_source: str, filename: str = TESTS_FILE) -> list[str]:
@@ -153,8 +160,7 @@ class UnitTestVerifier:
         self.wall_clock = wall_clock
 
     def job(self, candidate: str) -> Job:
-        argv = ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "junit_family=xunit1",
-                f"--junitxml={{report}}", f"--timeout={self.timeout}", "--timeout-method=signal", TESTS_FILE]
+        argv = pytest_command(self.timeout, TESTS_FILE)
         return Job(files={"solution.py": candidate, TESTS_FILE: self.tests}, argv=argv,
                    wall_clock=self.wall_clock, junit=True)
 
@@ -216,19 +222,19 @@ class PatchVerifier:
         test_patch: a diff applied after the candidate, e.g. SWE-bench's `test_patch` adding the tests that
             must now pass.
         sandbox: where to run (default: a fresh hardened container per verification).
+        snapshot: a `repo_snapshot` of `repo` already taken (a large repository is then archived only once).
     """
 
     def __init__(self, repo: str | Path, tests: Sequence[str], *, revision: str = "HEAD",
                  test_command: Sequence[str] | None = None, sandbox: Sandbox | None = None,
-                 timeout: float = 30.0, wall_clock: float = 300.0, test_patch: str | None = None) -> None:
+                 timeout: float = 30.0, wall_clock: float = 300.0, test_patch: str | None = None,
+                 snapshot: bytes | None = None) -> None:
         if not tests:
             raise ConfigError("a patch verifier needs the ids of the tests that must pass")
         self.expected = list(tests)
-        self.snapshot = repo_snapshot(repo, revision)
+        self.snapshot = snapshot if snapshot is not None else repo_snapshot(repo, revision)
         files = list(dict.fromkeys(t.split("::")[0] for t in self.expected))
-        self.test_command = list(test_command) if test_command else [
-            "python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "junit_family=xunit1",
-            "--junitxml={report}", f"--timeout={timeout}", "--timeout-method=signal", *files]
+        self.test_command = list(test_command) if test_command else pytest_command(timeout, *files)
         self.sandbox = sandbox or DockerSandbox()
         self.wall_clock = wall_clock
         self.test_patch = test_patch
