@@ -30,6 +30,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
 
+from osca._jsonl import append_record, whole_lines
 from osca.exceptions import DataError
 
 __all__ = ["DEFAULT_DATASET", "GITHUB_URL", "Prediction", "SWEInstance", "append_prediction", "checkout",
@@ -364,20 +365,9 @@ def append_prediction(path: str | os.PathLike[str], pred: Prediction) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            start = data.rfind(b"\n") + 1
-            with path.open("r+b") as f:
-                if _parses(data[start:].decode("utf-8", errors="replace")):
-                    f.seek(0, os.SEEK_END)
-                    f.write(b"\n")  # a complete record merely missing its newline (a hand-edited file)
-                else:
-                    f.truncate(start)
+    whole_lines(path)
     with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(pred.model_dump()) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+        append_record(f, pred.model_dump())
 
 
 def read_predictions(path: str | os.PathLike[str]) -> dict[str, Prediction]:

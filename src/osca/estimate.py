@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ._jsonl import append_record, whole_lines
 from .allocation import Allocation
 from .configs import SamplingConfig
 from .counts import CountMatrix
@@ -85,15 +85,11 @@ def load_spec(target: str) -> EstimationSpec:
 
 
 def _done(log: Path) -> dict[tuple[str, str, int], bool]:
-    """Finished samples from the log. A torn last line (a crash mid-write) is cut off, so that the next record
-    starts on a line of its own."""
+    """Finished samples from the log (a torn last line, from a crash mid-write, is cut off first)."""
     done: dict[tuple[str, str, int], bool] = {}
     if not log.exists():
         return done
-    data = log.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with log.open("r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
+    whole_lines(log)
     for line in log.read_text().splitlines():
         try:
             rec = json.loads(line)
@@ -203,9 +199,7 @@ async def aestimate(graph: Any, step: str, problems: Sequence[Problem], configs:
                   disable=not progress) as bar, log.open("a") as out:
         task = bar.add_task("", total=len(problems) * len(configs) * c0, completed=len(done))
         async for record in (executor or LocalExecutor(concurrency)).map(_draw_one, calls):
-            out.write(json.dumps(record) + "\n")  # one writer: this loop; every sample is on disk before the next
-            out.flush()
-            os.fsync(out.fileno())
+            append_record(out, record)  # one writer: this loop; every sample is on disk before the next
             if record["error"] is None:
                 done[(record["problem"], record["config"], int(record["sample"]))] = record["correct"]
             bar.advance(task)
