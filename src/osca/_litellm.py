@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextvars
 import os
-from typing import Any
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def litellm() -> Any:
@@ -30,3 +37,60 @@ def ensure_provider(model: str) -> None:
         from .providers.local import register
 
         register()
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def _litellm_loop() -> asyncio.AbstractEventLoop:
+    """The one event loop, on a daemon thread, that runs every async LiteLLM call osca makes."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="osca-litellm", daemon=True).start()
+            atexit.register(_close_loop, _loop)
+        return _loop
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """At exit: cancel what still runs there (LiteLLM's logging worker flushes its queue when cancelled)."""
+    async def cancel_the_rest() -> None:
+        for _ in range(3):  # a cancelled logging worker may start a new one while it flushes
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
+    if loop.is_running():
+        try:
+            asyncio.run_coroutine_threadsafe(cancel_the_rest(), loop).result(timeout=10)
+        except Exception:  # noqa: BLE001  # shutting down: never keep the process from exiting
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+
+
+def _forget_loop() -> None:  # a forked child has the loop object but not the thread that runs it
+    global _loop
+    _loop = None
+
+
+os.register_at_fork(after_in_child=_forget_loop)
+
+
+async def on_litellm_loop(call: Callable[[], Awaitable[T]]) -> T:
+    """Await `call()` (an async LiteLLM call) on osca's one LiteLLM loop, in the caller's context.
+
+    LiteLLM keeps process-wide async state (its logging worker's queue) bound to one event loop and moves it,
+    unsafely, when calls come from another: sync calls in LangGraph's worker threads each run their own loop,
+    and two of them at once could run one logging coroutine twice. On a single loop that never happens.
+    """
+    context, loop = contextvars.copy_context(), _litellm_loop()
+
+    async def run() -> T:
+        return await loop.create_task(call(), context=context)
+
+    if asyncio.get_running_loop() is loop:
+        return await run()
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), loop))

@@ -29,7 +29,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from ._litellm import litellm
+from ._litellm import litellm, on_litellm_loop
 from .exceptions import ConfigError
 from .sampler import AllocatedSampler
 
@@ -104,7 +104,7 @@ def _install() -> None:
     async def acompletion(*args: Any, **kwargs: Any) -> Any:
         sampler = _sampler_for_call()
         if sampler is None:
-            return await aoriginal(*args, **kwargs)
+            return await on_litellm_loop(lambda: aoriginal(*args, **kwargs))
         with _routing(_BYPASS):
             return _record(await sampler.acompletion(**_args(args, kwargs)))
 

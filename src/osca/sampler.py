@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
-from ._litellm import ensure_provider, litellm
+from ._litellm import ensure_provider, litellm, on_litellm_loop
 from .allocation import Allocation
 from .cache import SampleCache, request_hash
 from .configs import SamplingConfig
@@ -270,7 +270,7 @@ class AllocatedSampler:
                                                    retry=retry_if_exception(_transient), sleep=self.sleep,
                                                    reraise=True):
                     with attempt:
-                        resp = await lm.acompletion(**call)
+                        resp = await on_litellm_loop(lambda: lm.acompletion(**call))
         except Exception as e:  # recorded per candidate; fatal only when every candidate failed
             self.ledger.record(self.call_site, name, Spend(failed=len(run)))
             return [Candidate(config=name, index=i, error=f"{type(e).__name__}: {e}") for i in run]

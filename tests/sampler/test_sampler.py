@@ -701,3 +701,22 @@ def test_acompletion_returns_what_completion_returns(script):
     assert (async_.selected.config, async_.selected.index) == (sync.selected.config, sync.selected.index)
     assert async_.choices[0].message.content == sync.choices[0].message.content
     assert async_.usage.total_tokens == sync.usage.total_tokens
+
+
+def test_calls_from_many_threads_and_loops_reach_litellm_on_one_loop(script, caplog):
+    """LiteLLM's logging state is bound to one event loop; sync calls from several threads (each running its own
+    loop, as in LangGraph's worker threads) and async calls from the caller's loop must all reach it on one."""
+    import concurrent.futures
+
+    loops: list[int] = []
+    _, model = script(Recorder(lambda messages, index, params: loops.append(id(asyncio.get_running_loop()))
+                               or f"answer {index}"))
+    sampler = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 3})
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda _: sampler.completion(messages=MESSAGES), range(8)))
+    replies.append(asyncio.run(sampler.acompletion(messages=MESSAGES)))
+
+    assert [len(r.candidates) for r in replies] == [3] * 9
+    assert len(loops) == 27 and len(set(loops)) == 1
+    assert not [r for r in caplog.records if "event loop changed" in r.getMessage()]
