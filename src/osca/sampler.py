@@ -193,7 +193,12 @@ class AllocatedSampler:
             drawn += len(wave)
             if self.early_stop and any(c.verification is not None and c.verification.passed for c in batch):
                 break
-        return self._respond(candidates, kwargs, unspent=len(plan) - drawn)
+        alive = [c for c in candidates if c.text is not None]
+        if not alive:
+            causes = sorted({c.error or "no text" for c in candidates})
+            raise SamplingError(f"all {len(candidates)} candidates failed: " + "; ".join(causes[:5]), candidates)
+        ranked = await asyncio.to_thread(self.selector, alive)  # a selector may call a judge model: not on the loop
+        return self._respond(candidates, ranked[0], kwargs, unspent=len(plan) - drawn)
 
     async def _draw(self, wave: list[tuple[str, int]], kwargs: Mapping[str, Any],
                     limit: asyncio.Semaphore) -> list[Candidate]:
@@ -310,12 +315,8 @@ class AllocatedSampler:
         for c, v in zip(todo, verdicts):
             c.verification = v
 
-    def _respond(self, candidates: list[Candidate], kwargs: Mapping[str, Any], unspent: int) -> Any:
-        alive = [c for c in candidates if c.text is not None]
-        if not alive:
-            causes = sorted({c.error or "no text" for c in candidates})
-            raise SamplingError(f"all {len(candidates)} candidates failed: " + "; ".join(causes[:5]), candidates)
-        chosen = self.selector(alive)[0]
+    def _respond(self, candidates: list[Candidate], chosen: Candidate, kwargs: Mapping[str, Any],
+                 unspent: int) -> Any:
         lm = litellm()
         new = [c for c in candidates if not c.cached and c.text is not None]
         usage = {"prompt_tokens": sum(c.usage.get("prompt_tokens", 0) for c in new),

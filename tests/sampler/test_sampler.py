@@ -720,3 +720,36 @@ def test_calls_from_many_threads_and_loops_reach_litellm_on_one_loop(script, cap
     assert [len(r.candidates) for r in replies] == [3] * 9
     assert len(loops) == 27 and len(set(loops)) == 1
     assert not [r for r in caplog.records if "event loop changed" in r.getMessage()]
+
+
+def test_acompletion_selects_off_the_event_loop(script):
+    """A selector may block on a judge model; the caller's other coroutines keep running meanwhile."""
+    import time
+
+    _, model = script(Recorder())
+    ticks: list[float] = []
+    judging: list[float] = []
+
+    def slow_judge(candidates: list[Candidate]) -> list[Candidate]:
+        judging.append(time.monotonic())
+        time.sleep(0.5)
+        judging.append(time.monotonic())
+        return candidates[::-1]
+
+    sampler = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 2}, selector=slow_judge)
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    async def main() -> Any:
+        tick = asyncio.create_task(ticker())
+        resp = await sampler.acompletion(messages=MESSAGES)
+        tick.cancel()
+        return resp
+
+    resp = asyncio.run(main())
+    assert resp.choices[0].message.content == "answer 1"  # the selector's choice
+    start, end = judging
+    assert sum(start < t < end for t in ticks) >= 10  # the loop ran while the selector slept
