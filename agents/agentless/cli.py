@@ -56,13 +56,21 @@ def run(
     image: ImageOpt = None,
     model_name: Annotated[str, typer.Option(help="model_name_or_path in the predictions.")] = "osca-agentless",
     workers: Annotated[int, typer.Option(help="Instances solved at once.")] = 1,
+    max_dollars: Annotated[float | None, typer.Option(
+        help="Stop starting instances once the run directory's runs have spent this much (LiteLLM's prices); "
+             "instances under way finish.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(
+        help="The same in tokens (for models LiteLLM has no price for).")] = None,
+    instance_max_dollars: Annotated[float | None, typer.Option(
+        help="Hard cap per instance: no model call is dispatched past it.")] = None,
 ) -> None:
     """Solve instances; append each prediction to RUN_DIR/all_preds.jsonl (re-runs resume)."""
     from osca.cache import SampleCache
     from osca.counts import read_json
+    from osca.ledger import Caps, Ledger
 
     from .graph import Agentless, AgentlessSettings
-    from .run import run_instances
+    from .run import run_instances, run_spend
 
     todo = _instances(instances, split, ids, limit)
     extra = read_json(settings) if settings else {}
@@ -70,9 +78,12 @@ def run(
         raise _bad(f"{settings}: expected a JSON object of settings")
     agent_settings = _validated(AgentlessSettings, {"model": model, **extra}, settings or "settings")
     repair_configs, repair_alloc = _repair(configs, allocation, agent_settings)
+    budget = Caps(dollars=max_dollars, tokens=max_tokens)
+    per_instance = Ledger(caps=Caps(dollars=instance_max_dollars))
     run_dir.mkdir(parents=True, exist_ok=True)
     with SampleCache(run_dir / "samples.sqlite") as cache:
-        agent = Agentless(agent_settings, repair_configs, repair_alloc, sandbox=_sandbox(image), cache=cache)
+        agent = Agentless(agent_settings, repair_configs, repair_alloc, sandbox=_sandbox(image), cache=cache,
+                          ledger=per_instance)
         with _progress() as bar:
             task = bar.add_task("agentless", total=len(todo))
 
@@ -81,12 +92,17 @@ def run(
                 bar.advance(task)
 
             summary = run_instances(agent, todo, run_dir=run_dir, repos=repos, model_name=model_name,
-                                    workers=workers, on_instance=advance)
+                                    workers=workers, budget=budget, on_instance=advance)
+    spent, total = agent.ledger.total(), run_spend(run_dir)
     typer.echo(f"{len(summary.done)} solved now, {len(summary.skipped)} already done, {len(summary.failed)} failed; "
+               f"spent ${spent.cost:.4f} / {spent.tokens} tokens (all runs here: ${total.cost:.4f} / {total.tokens}); "
                f"predictions: {run_dir / 'all_preds.jsonl'}")
-    if summary.failed:
-        for iid, why in summary.failed.items():
-            typer.echo(f"failed {iid}: {why}", err=True)
+    for iid, why in summary.failed.items():
+        typer.echo(f"failed {iid}: {why}", err=True)
+    if summary.unstarted:
+        typer.echo(f"budget spent ({summary.budget}): {len(summary.unstarted)} instances not started; "
+                   "raise --max-dollars/--max-tokens and re-run to go on", err=True)
+    if summary.failed or summary.unstarted:
         raise typer.Exit(1)
 
 

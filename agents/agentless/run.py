@@ -3,7 +3,9 @@
 A run directory holds `all_preds.jsonl` (SWE-bench's predictions format, one line appended per finished
 instance), `trajectories/<instance_id>.json` (every candidate, its configuration, tests and votes),
 `samples.sqlite` (every model answer, so an interrupted instance replays its samples instead of paying for
-them again) and `repos/` (the checkouts). Re-running skips the instances already in `all_preds.jsonl`.
+them again), `spend.jsonl` (what each attempt at an instance spent, failed ones included: the run's budget
+counts every run in the directory) and `repos/` (the checkouts). Re-running skips the instances already in
+`all_preds.jsonl`.
 """
 
 from __future__ import annotations
@@ -18,17 +20,19 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
+from osca._jsonl import append_record, whole_lines
 from osca.exceptions import ConfigError, DataError, OscaError
-from osca.ledger import Ledger
+from osca.ledger import Caps, Ledger, Spend
 from osca.sandbox.container import Sandbox
 from osca.verifiers import PatchVerifier, Verdict
 
 from .graph import Agentless, AgentlessState
 from .swebench import Prediction, SWEInstance, append_prediction, checkout, read_predictions
 
-__all__ = ["RunSummary", "evaluate_predictions", "repo_source", "run_instances", "trajectory"]
+__all__ = ["RunSummary", "evaluate_predictions", "repo_source", "run_instances", "run_spend", "trajectory"]
 
 PREDICTIONS = "all_preds.jsonl"
+SPEND_LOG = "spend.jsonl"
 
 
 @dataclass
@@ -39,6 +43,10 @@ class RunSummary:
     """Instances already in the predictions file."""
     failed: dict[str, str] = field(default_factory=dict)
     """Instance -> error; they get no prediction, so a re-run retries them."""
+    unstarted: list[str] = field(default_factory=list)
+    """Instances not started because the run's budget was spent; a re-run with a larger budget goes on."""
+    budget: str | None = None
+    """Why the run stopped starting instances, if it did."""
 
 
 def repo_source(repos: Path | None, instance: SWEInstance) -> Path | None:
@@ -62,35 +70,62 @@ def trajectory(state: AgentlessState) -> dict[str, Any]:
     return to_jsonable_python(record)
 
 
+def run_spend(run_dir: Path) -> Spend:
+    """What every attempt at an instance in `run_dir` has spent, over all runs (its `spend.jsonl`)."""
+    path, total = run_dir / SPEND_LOG, Spend()
+    if not path.exists():
+        return total
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            total.add(Spend(**json.loads(line)["spend"]))
+        except (ValueError, KeyError, TypeError) as e:
+            if number == len(lines) and not path.read_bytes().endswith(b"\n"):
+                continue  # torn by a crash mid-write; the next append cuts it off
+            raise DataError(f"{path}:{number}: not a spend record ({type(e).__name__}: {e})") from None
+    return total
+
+
 def run_instances(agent: Agentless, instances: Sequence[SWEInstance], *, run_dir: Path,
                   repos: Path | None = None, model_name: str = "osca-agentless", workers: int = 1,
-                  on_instance: Callable[[str, str], None] | None = None) -> RunSummary:
+                  budget: Caps | None = None, on_instance: Callable[[str, str], None] | None = None) -> RunSummary:
     """Solve each instance not yet in `run_dir/all_preds.jsonl`, appending its prediction and trajectory as
     soon as it is done. An instance that fails (a checkout or every model call failing) is reported and left
     for the next run; model output that yields no patch is a prediction with an empty patch.
 
     Args:
         workers: instances solved at once (threads; each instance's own calls and tests run concurrently too).
+        budget: the whole run's caps, counting what earlier runs in `run_dir` spent. Checked before each instance
+            starts, like SWE-agent's total cost limit: instances already running finish (under the per-instance
+            caps of `agent.ledger`), so the run can overshoot by what `workers` instances spend.
         on_instance: called with (instance_id, outcome) after each instance (progress bars).
 
-    Each instance records its spend in its own ledger (caps from `agent.ledger` apply per instance), added to
-    `agent.ledger` when it finishes.
+    Each instance records its spend in its own ledger, added to `agent.ledger` and `spend.jsonl` when it ends.
     """
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     (run_dir / "trajectories").mkdir(parents=True, exist_ok=True)
-    preds = run_dir / PREDICTIONS
-    finished = read_predictions(preds)
+    preds, spend_log = run_dir / PREDICTIONS, run_dir / SPEND_LOG
+    finished, spent = read_predictions(preds), run_spend(run_dir)
+    whole_lines(spend_log)
     summary, lock = RunSummary(), threading.Lock()
 
     def solve(inst: SWEInstance) -> None:
         iid, where = inst.instance_id, run_dir / "trajectories" / f"{inst.instance_id}.json"
+        with lock:
+            summary.budget = summary.budget or (budget.exhausted(spent) if budget else None)
+            if summary.budget:
+                summary.unstarted.append(iid)
+                _notify(on_instance, iid, "not started")
+                return
+        ledger = Ledger(caps=agent.ledger.caps)
         try:
             repo = checkout(inst, workdir=run_dir / "repos", source=repo_source(repos, inst))
-            state = agent.solve(inst, repo, ledger=Ledger(caps=agent.ledger.caps))
+            state = agent.solve(inst, repo, ledger=ledger)
         except OscaError as e:
             where.write_text(json.dumps({"instance_id": iid, "error": str(e)}))
             with lock:
+                charge(iid, ledger, "failed")
                 summary.failed[iid] = str(e)
                 _notify(on_instance, iid, "failed")
             return
@@ -98,10 +133,18 @@ def run_instances(agent: Agentless, instances: Sequence[SWEInstance], *, run_dir
         with lock:
             append_prediction(preds, Prediction(instance_id=iid, model_name_or_path=model_name,
                                                 model_patch=state["selection"].patch))
-            for (site, config), spend in state["ledger"].entries.items():
-                agent.ledger.record(site, config, spend)
+            charge(iid, ledger, "done")
             summary.done.append(iid)
             _notify(on_instance, iid, "patched" if state["selection"].patch else "no patch")
+
+    def charge(iid: str, ledger: Ledger, outcome: str) -> None:
+        """Add an attempt's spend to the agent's ledger, the run's total and the spend log (lock held)."""
+        for (site, config), spend in ledger.entries.items():
+            agent.ledger.record(site, config, spend)
+        total = ledger.total()
+        spent.add(total)
+        with spend_log.open("a", encoding="utf-8") as f:
+            append_record(f, {"instance_id": iid, "outcome": outcome, "spend": asdict(total)})
 
     todo = []
     for inst in instances:

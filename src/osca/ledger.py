@@ -44,6 +44,16 @@ class Caps:
             if value is not None and value < least:
                 raise BudgetError(f"a cap on {name} must allow at least one sample, got {value}")
 
+    def exhausted(self, spent: Spend) -> str | None:
+        """Why nothing more may be spent after `spent`, or None while every cap still has room."""
+        if self.samples is not None and spent.samples >= self.samples:
+            return f"sample cap {self.samples} reached ({spent.samples} used)"
+        if self.tokens is not None and spent.tokens >= self.tokens:
+            return f"token cap {self.tokens} reached ({spent.tokens} used)"
+        if self.dollars is not None and spent.cost >= self.dollars:
+            return f"dollar cap {self.dollars} reached (${spent.cost:.4f} spent)"
+        return None
+
 
 @dataclass
 class Ledger:
@@ -86,15 +96,14 @@ class Ledger:
         and dollar caps are known only after a call and stop further dispatch once reached.
         """
         with self._lock:
-            spent = self._sum()
-            caps = self.caps
-            if caps.tokens is not None and spent.tokens >= caps.tokens:
-                return 0, f"token cap {caps.tokens} reached ({spent.tokens} used)"
-            if caps.dollars is not None and spent.cost >= caps.dollars:
-                return 0, f"dollar cap {caps.dollars} reached (${spent.cost:.4f} spent)"
+            spent, caps = self._sum(), self.caps
+            spent.samples += self._reserved
+            why = caps.exhausted(spent)
+            if why is not None:
+                return 0, why
             granted = samples
             if caps.samples is not None:
-                granted = max(0, min(samples, caps.samples - spent.samples - self._reserved))
+                granted = min(samples, caps.samples - spent.samples)
             self._reserved += granted
         why = None if granted == samples else f"sample cap {caps.samples} reached"
         return granted, why

@@ -117,3 +117,28 @@ def test_cli_runs_and_evaluates(tmp_path: Path, model: str) -> None:
     res = runner.invoke(app, ["agentless", "evaluate", str(run_dir / "all_preds.jsonl"), *common])
     assert res.exit_code == 0, res.output
     assert "resolved 1/1" in res.output
+
+
+def test_cli_run_budget_stops_starting_instances_and_counts_earlier_runs(tmp_path: Path, model: str) -> None:
+    from osca.cli import app
+
+    from agents.agentless.run import run_spend
+
+    _, repos, jsonl = swe_mini.build_all(tmp_path)
+    (tmp_path / "settings.json").write_text(json.dumps({"context": 1, "test_timeout": 30}))
+    run_dir = tmp_path / "run"
+    args = ["agentless", "run", "--instances", str(jsonl), "--repos", str(repos), "--run-dir", str(run_dir),
+            "--model", model, "--settings", str(tmp_path / "settings.json"), "--max-tokens", "1"]
+    runner = CliRunner()
+    first = runner.invoke(app, args)
+    assert first.exit_code == 1, first.output
+    assert "1 solved now" in first.output and "1 instances not started" in first.output
+    assert list(read_predictions(run_dir / "all_preds.jsonl")) == ["osca-mini__calc-1"]
+    [record] = [json.loads(line) for line in (run_dir / "spend.jsonl").read_text().splitlines()]
+    assert record["instance_id"] == "osca-mini__calc-1" and record["spend"]["prompt_tokens"] > 0
+    assert run_spend(run_dir).tokens == record["spend"]["prompt_tokens"] + record["spend"]["completion_tokens"]
+
+    before = calls("agentless-mini")
+    again = runner.invoke(app, args)  # the budget counts what the first run spent: still nothing starts
+    assert again.exit_code == 1 and "0 solved now, 1 already done" in again.output
+    assert "token cap 1 reached" in again.output and calls("agentless-mini") == before

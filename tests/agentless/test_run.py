@@ -1,0 +1,54 @@
+"""A run directory's bookkeeping without running the graph: the spend log and where repositories come from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agents.agentless.run import SPEND_LOG, repo_source, run_spend
+from agents.agentless.swebench import SWEInstance
+from osca.exceptions import DataError
+from osca.ledger import Caps, Spend
+
+
+def record(iid: str, **spend: float) -> str:
+    return json.dumps({"instance_id": iid, "outcome": "done", "spend": spend})
+
+
+def test_run_spend_adds_every_attempt_and_ignores_a_torn_last_line(tmp_path: Path) -> None:
+    assert run_spend(tmp_path) == Spend()
+    log = tmp_path / SPEND_LOG
+    log.write_text(record("a", samples=3, prompt_tokens=10, cost=0.5) + "\n"
+                   + record("a", samples=1, completion_tokens=4, cost=0.25) + "\n" + '{"instance_id": "b", "sp')
+    assert run_spend(tmp_path) == Spend(samples=4, prompt_tokens=10, completion_tokens=4, cost=0.75)
+
+
+def test_run_spend_names_a_broken_line(tmp_path: Path) -> None:
+    (tmp_path / SPEND_LOG).write_text(record("a", samples=1) + "\nnot json\n" + record("b", samples=1) + "\n")
+    with pytest.raises(DataError, match=r"spend.jsonl:2: not a spend record"):
+        run_spend(tmp_path)
+    (tmp_path / SPEND_LOG).write_text(json.dumps({"instance_id": "a", "spend": {"dollars": 1}}) + "\n")
+    with pytest.raises(DataError, match=r"spend.jsonl:1"):
+        run_spend(tmp_path)
+
+
+def test_caps_say_which_is_exhausted() -> None:
+    caps = Caps(samples=10, tokens=100, dollars=1.0)
+    assert caps.exhausted(Spend(samples=9, prompt_tokens=99, cost=0.99)) is None
+    assert caps.exhausted(Spend(samples=10)) == "sample cap 10 reached (10 used)"
+    assert "token cap 100" in caps.exhausted(Spend(prompt_tokens=60, completion_tokens=40))
+    assert "dollar cap 1.0" in caps.exhausted(Spend(cost=1.0))
+    assert Caps().exhausted(Spend(samples=10**9, cost=1e9)) is None
+
+
+def test_repo_source_finds_owner__name_or_name_and_names_what_is_missing(tmp_path: Path) -> None:
+    inst = SWEInstance.model_construct(repo="psf/requests")
+    assert repo_source(None, inst) is None
+    (tmp_path / "requests").mkdir()
+    assert repo_source(tmp_path, inst) == tmp_path / "requests"
+    (tmp_path / "psf__requests").mkdir()
+    assert repo_source(tmp_path, inst) == tmp_path / "psf__requests"
+    with pytest.raises(DataError, match="no clone of other/repo"):
+        repo_source(tmp_path, SWEInstance.model_construct(repo="other/repo"))
