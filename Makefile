@@ -10,10 +10,10 @@ DATA ?= ../shared/data
 setup: $(VENV)/.installed
 local: $(VENV)/.installed-local
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "uv>=0.4"
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev]"
 	touch $@
 
 # Local GGUF models (osca[local]): llama-cpp-python is an sdist that compiles for ~5-10 min on 2 cores. Its
@@ -24,7 +24,7 @@ LLAMA := llama-cpp-python==0.3.36
 $(VENV)/.installed-local: $(VENV)/.installed
 	ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || \
 		CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip wheel --quiet --no-deps -w $(WHEELS) "$(LLAMA)"
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --find-links $(WHEELS) -e ".[dev,local,ray]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt --find-links $(WHEELS) -e ".[dev,local,ray]"
 	touch $@
 
 demo: setup
