@@ -29,7 +29,7 @@ def test_learn_swebench_example(swebench_path: Path) -> None:
 
 def test_agentless_allocation_example_writes_files_the_repair_node_accepts(swebench_path: Path,
                                                                             tmp_path: Path) -> None:
-    from agents.agentless.graph import Agentless, AgentlessSettings
+    from osca.agents.agentless.graph import Agentless, AgentlessSettings
     from osca import Allocation, SamplingConfig
     from osca.evaluate import expected_pass
 

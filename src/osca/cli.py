@@ -420,8 +420,8 @@ def sandbox_build(
 
 
 def _add_agentless() -> None:
-    """`osca agentless ...` comes from agents/agentless (shipped in the same distribution)."""
-    from agents.agentless.cli import app as agentless_app
+    """`osca agentless ...` comes from agents/agentless (`osca.agents`: src/osca/agents links to agents/)."""
+    from osca.agents.agentless.cli import app as agentless_app
 
     app.add_typer(agentless_app, name="agentless")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.agentless.swebench import SWEInstance
+from osca.agents.agentless.swebench import SWEInstance
 
 OPS = '''"""Arithmetic helpers."""
 

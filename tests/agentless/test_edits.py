@@ -1,4 +1,4 @@
-"""agents.agentless.edits: parsing SEARCH/REPLACE answers, applying them in the allowed lines, diffs that
+"""osca.agents.agentless.edits: parsing SEARCH/REPLACE answers, applying them in the allowed lines, diffs that
 `git apply` accepts, and the normalized majority-vote key."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.agentless.edits import (EditError, SearchReplace, apply_edits, make_diff, normalize_source,
+from osca.agents.agentless.edits import (EditError, SearchReplace, apply_edits, make_diff, normalize_source,
                                     normalized_patch, parse_edits)
 from osca.exceptions import DataError
 

@@ -9,9 +9,9 @@ import pytest
 import swe_mini
 from typer.testing import CliRunner
 
-from agents.agentless.graph import Agentless, AgentlessSettings
-from agents.agentless.run import evaluate_predictions, run_instances
-from agents.agentless.swebench import Prediction, append_prediction, read_predictions, validate_predictions
+from osca.agents.agentless.graph import Agentless, AgentlessSettings
+from osca.agents.agentless.run import evaluate_predictions, run_instances
+from osca.agents.agentless.swebench import Prediction, append_prediction, read_predictions, validate_predictions
 from osca import Allocation, SamplingConfig
 from osca.cache import SampleCache
 from osca.providers.scripted import calls, register_script
@@ -122,7 +122,7 @@ def test_cli_runs_and_evaluates(tmp_path: Path, model: str) -> None:
 def test_cli_run_budget_stops_starting_instances_and_counts_earlier_runs(tmp_path: Path, model: str) -> None:
     from osca.cli import app
 
-    from agents.agentless.run import run_spend
+    from osca.agents.agentless.run import run_spend
 
     _, repos, jsonl = swe_mini.build_all(tmp_path)
     (tmp_path / "settings.json").write_text(json.dumps({"context": 1, "test_timeout": 30}))

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import swe_mini
 
-from agents.agentless.graph import Agentless, AgentlessSettings
-from agents.agentless.run import run_instances
-from agents.agentless.swebench import read_predictions, validate_predictions
+from osca.agents.agentless.graph import Agentless, AgentlessSettings
+from osca.agents.agentless.run import run_instances
+from osca.agents.agentless.swebench import read_predictions, validate_predictions
 from osca import Allocation, SamplingConfig
 
 pytestmark = [

@@ -1,4 +1,4 @@
-"""agents.agentless.repo: the repository views shown to the model and the parsing of its location answers."""
+"""osca.agents.agentless.repo: the repository views shown to the model and the parsing of its location answers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.agentless.repo import (Element, elements, find_element, merge_intervals, numbered, parse_file_list,
+from osca.agents.agentless.repo import (Element, elements, find_element, merge_intervals, numbered, parse_file_list,
                                    parse_locations, python_files, repo_tree, skeleton)
 from osca.exceptions import DataError
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.agentless.run import SPEND_LOG, repo_source, run_spend
-from agents.agentless.swebench import SWEInstance
+from osca.agents.agentless.run import SPEND_LOG, repo_source, run_spend
+from osca.agents.agentless.swebench import SWEInstance
 from osca.exceptions import DataError
 from osca.ledger import Caps, Spend
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.agentless.graph import AgentlessSettings, default_repair
-from agents.agentless.select import PatchCandidate, select_patch
+from osca.agents.agentless.graph import AgentlessSettings, default_repair
+from osca.agents.agentless.select import PatchCandidate, select_patch
 
 
 def cand(key: str, *, regressions=(), reproduction=None, applies=True, error=None) -> PatchCandidate:
@@ -51,7 +51,7 @@ def test_settings_reject_location_sets_beyond_the_samples() -> None:
 
 
 def test_agent_rejects_an_allocation_over_unknown_configurations() -> None:
-    from agents.agentless.graph import Agentless
+    from osca.agents.agentless.graph import Agentless
     from osca import Allocation, ConfigError
 
     configs, _ = default_repair("m", ["loc_merged_0-1"])

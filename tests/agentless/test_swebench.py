@@ -1,4 +1,4 @@
-"""agents.agentless.swebench: SWE-bench instances, checkouts at the base commit, predictions files."""
+"""osca.agents.agentless.swebench: SWE-bench instances, checkouts at the base commit, predictions files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from agents.agentless.swebench import (
+from osca.agents.agentless.swebench import (
     Prediction,
     SWEInstance,
     append_prediction,
