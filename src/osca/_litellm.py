@@ -40,18 +40,25 @@ def ensure_provider(model: str) -> None:
 
 
 _loop: asyncio.AbstractEventLoop | None = None
+_loop_thread: threading.Thread | None = None
 _loop_lock = threading.Lock()
 
 
 def _litellm_loop() -> asyncio.AbstractEventLoop:
     """The one event loop, on a daemon thread, that runs every async LiteLLM call osca makes."""
-    global _loop
+    global _loop, _loop_thread
     with _loop_lock:
         if _loop is None:
             _loop = asyncio.new_event_loop()
-            threading.Thread(target=_loop.run_forever, name="osca-litellm", daemon=True).start()
+            _loop_thread = threading.Thread(target=_loop.run_forever, name="osca-litellm", daemon=True)
+            _loop_thread.start()
             atexit.register(_close_loop, _loop)
         return _loop
+
+
+def on_litellm_thread() -> bool:
+    """True inside osca's LiteLLM loop (a provider's code), where blocking on another LiteLLM call would hang."""
+    return threading.current_thread() is _loop_thread
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -72,8 +79,8 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _forget_loop() -> None:  # a forked child has the loop object but not the thread that runs it
-    global _loop
-    _loop = None
+    global _loop, _loop_thread
+    _loop = _loop_thread = None
 
 
 os.register_at_fork(after_in_child=_forget_loop)

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
-from ._litellm import ensure_provider, litellm, on_litellm_loop
+from ._litellm import ensure_provider, litellm, on_litellm_loop, on_litellm_thread
 from .allocation import Allocation
 from .cache import SampleCache, request_hash
 from .configs import SamplingConfig
@@ -166,6 +166,9 @@ class AllocatedSampler:
 
     def completion(self, **kwargs: Any) -> Any:
         """Same arguments as `litellm.completion`; returns a `ModelResponse` with `.candidates`."""
+        if on_litellm_thread():
+            raise ConfigError("AllocatedSampler.completion was called from inside a LiteLLM provider, where it "
+                              "would wait on itself forever: await acompletion there instead")
         try:
             asyncio.get_running_loop()
         except RuntimeError:

@@ -753,3 +753,15 @@ def test_acompletion_selects_off_the_event_loop(script):
     assert resp.choices[0].message.content == "answer 1"  # the selector's choice
     start, end = judging
     assert sum(start < t < end for t in ticks) >= 10  # the loop ran while the selector slept
+
+
+@pytest.mark.timeout(60)
+def test_a_provider_calling_a_sampler_synchronously_gets_an_error_not_a_hang(script):
+    _, inner_model = script(Recorder())
+    inner = AllocatedSampler([SamplingConfig(name="a", model=inner_model)], {"a": 1})
+    _, outer_model = script(Recorder(lambda messages, index, params:
+                                     inner.completion(messages=messages).choices[0].message.content))
+    outer = AllocatedSampler([SamplingConfig(name="b", model=outer_model)], {"b": 1},
+                             retry_stop=tenacity.stop_after_attempt(1))
+    with pytest.raises(SamplingError, match="would wait on itself forever"):
+        outer.completion(messages=MESSAGES)
