@@ -111,14 +111,10 @@ def _draw_one(graph: Any, step: str, others: Mapping[str, Any], configs: Sequenc
 
     record: dict[str, Any] = {"problem": problem.id, "config": config, "sample": k}
     try:
-        compiled = graph.compile() if hasattr(graph, "add_node") else graph
         sampler = AllocatedSampler(configs, Allocation({config: 1}), seed=seed + k,
                                    call_site=f"{step}/{problem.id}/{k}")
-        final = instrument(compiled, {**others, step: sampler}).invoke(problem.input)
-        verdict = verify(problem, final)
-        if inspect.isawaitable(verdict):
-            verdict = asyncio.run(verdict)
-        record.update(correct=bool(verdict), error=None)
+        final = instrument(graph, {**others, step: sampler}).invoke(problem.input)
+        record.update(correct=_verdict(verify, problem, final), error=None)
     except Exception as e:  # recorded, retried by the next run; never counted as correct
         record.update(correct=False, error=f"{type(e).__name__}: {e}")
     return record
@@ -304,12 +300,14 @@ def learn_steps(graph: Any, steps: Mapping[str, Sequence[SamplingConfig]], probl
 def end_to_end(graph: Any, samplers: Mapping[str, Any], problems: Sequence[Problem], *, verify: Verify) -> float:
     """Fraction of `problems` whose final state verifies when the named nodes sample through their samplers
     (an empty mapping: the graph as it is)."""
-    from .langgraph import instrument
+    from .langgraph import compile_graph, instrument
 
-    compiled = graph.compile() if hasattr(graph, "add_node") else graph
-    runner = instrument(compiled, samplers) if samplers else compiled
-    solved = 0
-    for problem in problems:
-        verdict = verify(problem, runner.invoke(problem.input))
-        solved += bool(asyncio.run(verdict) if inspect.isawaitable(verdict) else verdict)
+    runner = instrument(graph, samplers) if samplers else compile_graph(graph)
+    solved = sum(_verdict(verify, problem, runner.invoke(problem.input)) for problem in problems)
     return solved / len(problems) if problems else 0.0
+
+
+def _verdict(verify: Verify, problem: Problem, final: Any) -> bool:
+    """`verify`'s answer on a final state; an async `verify` is awaited."""
+    verdict = verify(problem, final)
+    return bool(asyncio.run(verdict) if inspect.isawaitable(verdict) else verdict)

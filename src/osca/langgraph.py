@@ -170,6 +170,11 @@ def allocated(samplers: AllocatedSampler | Mapping[str, AllocatedSampler], *,
     return wrap
 
 
+def compile_graph(graph: Any) -> Any:
+    """A `StateGraph` builder compiled, or an already compiled graph as it is."""
+    return graph.compile() if hasattr(graph, "add_node") else graph
+
+
 def instrument(graph: Any, samplers: Mapping[str, AllocatedSampler]) -> Any:
     """Sample the LiteLLM calls of every node named in `samplers`; returns the graph bound to them.
 
@@ -178,7 +183,7 @@ def instrument(graph: Any, samplers: Mapping[str, AllocatedSampler]) -> Any:
         samplers: node name -> sampler; nodes without an entry call LiteLLM directly.
     """
     _install()
-    compiled = graph.compile() if hasattr(graph, "add_node") else graph
+    compiled = compile_graph(graph)
     unknown = set(samplers) - set(getattr(compiled, "nodes", samplers))
     if unknown:
         raise ConfigError(f"no node named {sorted(unknown)[0]!r} in the graph")
