@@ -131,8 +131,7 @@ def curve(
         splits = [pool.split(fraction, seed + r) for r in range(repeats)]
         protocol = (f"seeded random split, {fraction:.0%} train / {1 - fraction:.0%} test, "
                     f"averaged over {repeats} seed{'s' * (repeats > 1)}")
-    with Progress(TextColumn("learning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
+    with _learning_bar(as_json) as bar:
         task = bar.add_task("", total=len(wanted) * len(splits))
         rows = compute_curve(splits, wanted, default=default, seed=seed, on_step=lambda: bar.advance(task))
     if as_json:
@@ -266,8 +265,7 @@ def scaling(
     elif allocation is not None:
         curves = [allocation_curve(data, Allocation.load(allocation), ks, seed=seed)]
     else:
-        with Progress(TextColumn("learning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
+        with _learning_bar(as_json) as bar:
             task = bar.add_task("", total=len(ks) if ks else int(test.runs.max()))
             curves = [learned_curve(data, ks, seed=seed, on_step=lambda: bar.advance(task))]
         curves += sorted((config_curve(data, n, ks, seed=seed) for n in test.names),
@@ -300,6 +298,12 @@ def scaling(
         plot_scaling(shown, plot, title=f"{counts.name}: coverage, {where}", k_max=max(reach))
         if not as_json:
             out.print(f"wrote {plot}")
+
+
+def _learning_bar(as_json: bool) -> Progress:
+    """A progress bar on stderr while allocations are learned (none for --json or when not a terminal)."""
+    return Progress(TextColumn("learning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=err, transient=True, disable=as_json or not err.is_terminal)
 
 
 def _fit_or_reason(curve, fit_max_k: float | None):

@@ -110,10 +110,13 @@ def _measure(test: CountMatrix, label: str, ks: Sequence[float], allocations: Se
         ceiling=float((test.correct[rows] > 0).any(axis=0).mean()), level=level)
 
 
-def _checked_ks(ks: Sequence[float]) -> list[float]:
+def _checked_ks(ks: Sequence[float], *, whole: str | None = None) -> list[float]:
+    """Budgets as floats, all > 0; whole numbers too when `whole` names what they count samples of."""
     ks = [float(k) for k in ks]
     if not ks or min(ks) <= 0:
         raise BudgetError(f"budgets must be > 0, got {ks}")
+    if whole is not None and not all(k.is_integer() for k in ks):
+        raise BudgetError(f"{whole} budgets count samples and must be whole numbers, got {ks}")
     return ks
 
 
@@ -129,9 +132,7 @@ def config_curve(data: CountMatrix | CountSplit, name: str, ks: Sequence[int] | 
     """
     test = _parts(data)[1]
     i = test.index(name)
-    ks = _checked_ks(range(1, int(test.runs[i].min()) + 1) if ks is None else ks)
-    if not all(float(k).is_integer() for k in ks):
-        raise BudgetError(f"a configuration's budgets count samples and must be whole numbers, got {ks}")
+    ks = _checked_ks(range(1, int(test.runs[i].min()) + 1) if ks is None else ks, whole="a configuration's")
     return _measure(test, name, ks, [Allocation({name: int(k)}) for k in ks], unit_cost=float(test.costs[i]),
                     level=level, n_boot=n_boot, seed=seed)
 
@@ -168,9 +169,7 @@ def allocation_curve(data: CountMatrix | CountSplit, allocation: Allocation, ks:
     x = allocation.vector(test.names)
     if ks is None:
         ks = range(1, allocation.total + 1)
-    ks = _checked_ks(ks)
-    if not all(float(k).is_integer() for k in ks):
-        raise BudgetError(f"an allocation's budgets count samples and must be whole numbers, got {ks}")
+    ks = _checked_ks(ks, whole="an allocation's")
     return _measure(test, "allocation", ks, [scale_allocation(allocation, int(k)) for k in ks],
                     unit_cost=float(test.costs @ x / x.sum()), level=level, n_boot=n_boot, seed=seed)
 
