@@ -27,8 +27,7 @@ from pathlib import Path
 
 from ..exceptions import ConfigError, DataError
 
-__all__ = ["LOCAL_EXTRA_HINT", "MODELS", "LocalModel", "PackagedFile", "SplitFile", "cache_dir", "known_models",
-           "model_path"]
+__all__ = ["LOCAL_EXTRA_HINT", "MODELS", "LocalModel", "PackagedFile", "SplitFile", "cache_dir", "model_path"]
 
 LOCAL_EXTRA_HINT = "pip install 'osca[local]'"
 _CHUNK = 4 << 20  # 4 MiB copy/hash blocks
@@ -92,10 +91,6 @@ MODELS: dict[str, LocalModel] = {
                              "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")),
     )
 }
-
-
-def known_models() -> tuple[str, ...]:
-    return tuple(MODELS)
 
 
 def cache_dir() -> Path:

@@ -35,12 +35,9 @@ the context window (`n_ctx`, 2048 tokens by default) becomes `litellm.ContextWin
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm's import: no network at import
-
 import asyncio
 import atexit
+import os
 import random
 import threading
 import time
@@ -49,11 +46,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import litellm
-from litellm.llms.custom_llm import CustomLLMError
-
+from .._litellm import litellm as _import_litellm
+from .._litellm import register_provider
 from ..exceptions import ConfigError, OscaError
 from .gguf import LOCAL_EXTRA_HINT, model_path
+
+litellm = _import_litellm()  # the litellm module, imported offline-safe (no network at import)
+
+from litellm.llms.custom_llm import CustomLLMError  # noqa: E402  # after litellm's offline-safe import
 
 __all__ = ["DEFAULT_N_CTX", "PROVIDER", "LocalLLM", "default_threads", "register"]
 
@@ -273,8 +273,7 @@ def register(*, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None) -> Loc
                 break
         else:
             handler = LocalLLM(n_ctx=n_ctx, n_threads=n_threads)
-            litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": handler})
-        # LiteLLM re-reads custom_provider_map at the start of every call (function_setup -> custom_llm_setup);
-        # calling it now also makes get_llm_provider("local/...") resolve before the first call.
-        litellm.utils.custom_llm_setup()
+        # register_provider also runs custom_llm_setup (LiteLLM re-reads custom_provider_map at the start of every
+        # call), so get_llm_provider("local/...") resolves before the first call.
+        register_provider(PROVIDER, handler)
         return handler
