@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 from .exceptions import ConfigError
-from .sandbox.container import DockerSandbox, Job, JobResult, Sandbox
+from .sandbox.container import DockerSandbox, Job, JobResult, Sandbox, _escapes
 
 __all__ = ["PatchVerifier", "Status", "UnitTestVerifier", "Verdict", "Verifier", "expected_test_ids",
            "patch_paths", "patch_setup", "pytest_command"]
@@ -158,10 +158,10 @@ class UnitTestVerifier:
         self.sandbox = sandbox or DockerSandbox()
         self.timeout = timeout
         self.wall_clock = wall_clock
+        self.test_command = pytest_command(timeout, TESTS_FILE)
 
     def job(self, candidate: str) -> Job:
-        argv = pytest_command(self.timeout, TESTS_FILE)
-        return Job(files={"solution.py": candidate, TESTS_FILE: self.tests}, argv=argv,
+        return Job(files={"solution.py": candidate, TESTS_FILE: self.tests}, argv=self.test_command,
                    wall_clock=self.wall_clock, junit=True)
 
     def verify(self, candidate: str) -> Verdict:
@@ -187,9 +187,8 @@ def patch_paths(patch: str) -> list[str]:
     return [p[2:] if p.startswith(("a/", "b/")) else p for p in paths]
 
 
-def _escaping(patch: str) -> list[str]:
-    return sorted({p for p in patch_paths(patch)
-                   if PurePosixPath(p).is_absolute() or ".." in PurePosixPath(p).parts})
+def _escaping(paths: list[str]) -> list[str]:
+    return sorted({p for p in paths if _escapes(PurePosixPath(p))})
 
 
 def repo_snapshot(repo: str | Path, revision: str = "HEAD") -> bytes:
@@ -245,11 +244,12 @@ class PatchVerifier:
                    wall_clock=self.wall_clock, junit=True)
 
     def verify(self, patch: str) -> Verdict:
-        escaping = _escaping(patch)
+        paths = patch_paths(patch)
+        escaping = _escaping(paths)
         if escaping:
             return Verdict(status=Status.SETUP_FAILED,
                            detail=f"patch names paths outside the repository: {', '.join(escaping)}")
-        if not patch_paths(patch):
+        if not paths:
             return Verdict(status=Status.SETUP_FAILED, detail="not a unified diff: it names no file")
         return judge(self.sandbox.run(self.job(patch)), self.expected)
 

@@ -17,7 +17,7 @@ import pytest  # noqa: F401  (imported once here: children start with it loaded)
 import pytest_timeout  # noqa: F401
 
 sys.path.insert(0, "/job")
-from runner import _read_junit, _tail  # noqa: E402  (shared with the one-shot runner)
+from runner import JOB_ENV, _report, _result, _tail  # noqa: E402  (shared with the one-shot runner)
 
 JOB_UID = 1001
 WORK = "/scratch"  # a tmpfs owned by uid 1001 (mode 0755: this server may read what jobs leave there)
@@ -46,8 +46,7 @@ def _run_child(spec, report_path, out_path):
     os.closerange(3, 65536)
     os.setsid()
     os.environ.clear()
-    os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORK, "LANG": "C.UTF-8",
-                       "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": "/tmp"})
+    os.environ.update(JOB_ENV)  # HOME is /scratch, the same directory as WORK
     argv = [a.replace("{report}", report_path) for a in spec["argv"]]
     if argv[:3] == ["python3", "-m", "pytest"]:
         sys.argv = ["pytest", *argv[3:]]
@@ -115,17 +114,10 @@ def _serve_one(spec):
         time.sleep(0.002)
     duration = time.monotonic() - start
     code = os.waitstatus_to_exitcode(status)
-    tests, report_error = None, None
-    if spec.get("junit"):
-        if os.path.exists(report_path):
-            tests, report_error = _read_junit(report_path)
-        else:
-            report_error = "no report written"
+    tests, report_error = _report(report_path) if spec.get("junit") else (None, None)
     output = _tail(out_path)
     clean = _reset()
-    return {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
-            "timed_out": timed_out, "duration": duration, "output": output, "tests": tests,
-            "report_error": report_error, "clean": clean}
+    return _result(code, timed_out, duration, output, tests, report_error, clean=clean)
 
 
 def main():

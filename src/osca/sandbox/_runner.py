@@ -21,6 +21,9 @@ import xml.etree.ElementTree as ET
 
 SCRATCH = "/scratch"
 TAIL = 4000
+# The whole environment of a job (here and in the warm pool's forkserver).
+JOB_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": SCRATCH, "LANG": "C.UTF-8",
+           "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": "/tmp"}
 
 
 def _undumpable():
@@ -68,6 +71,13 @@ def _read_junit(path):
     return tests, None
 
 
+def _report(path):
+    """(tests, report error) from the JUnit report the job was asked to write at `path`."""
+    if os.path.exists(path):
+        return _read_junit(path)
+    return None, "no report written"
+
+
 def _tail(path):
     try:
         with open(path, "rb") as f:
@@ -89,6 +99,15 @@ def _run(argv, work, out, env, deadline):
         return proc.wait(), True
 
 
+def _result(code, timed_out, duration, output, tests, report_error, **extra):
+    """The result fields of one job (`code` as a wait status: negative for a signal), then `extra`."""
+    result = {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
+              "timed_out": timed_out, "duration": duration, "output": output, "tests": tests,
+              "report_error": report_error}
+    result.update(extra)
+    return result
+
+
 def main():
     nonce = os.environ.pop("OSCA_NONCE", "")
     _undumpable()
@@ -103,19 +122,17 @@ def main():
     junit = spec.get("junit")
     report_path = os.path.join(SCRATCH, ".osca-report-" + os.urandom(8).hex() + ".xml") if junit else None
     argv = [a.replace("{report}", report_path or "") for a in spec["argv"]]
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": SCRATCH, "LANG": "C.UTF-8",
-           "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": "/tmp"}
     start = time.monotonic()
     deadline = start + spec["wall_clock"]
     setup_error = None
     with open(out_path, "wb") as out:
         for step in spec.get("setup", []):
-            code, timed_out = _run(step, work, out, env, deadline)
+            code, timed_out = _run(step, work, out, JOB_ENV, deadline)
             if code != 0 or timed_out:
                 setup_error = "%s exited %s" % (" ".join(step), "on the wall clock" if timed_out else code)
                 break
         else:
-            code, timed_out = _run(argv, work, out, env, deadline)
+            code, timed_out = _run(argv, work, out, JOB_ENV, deadline)
     duration = time.monotonic() - start
     try:
         os.kill(-1, signal.SIGKILL)  # whatever the job left behind, in any session (never the runner itself)
@@ -123,13 +140,8 @@ def main():
         pass
     tests, report_error = (None, None)
     if report_path is not None and setup_error is None:
-        if os.path.exists(report_path):
-            tests, report_error = _read_junit(report_path)
-        else:
-            report_error = "no report written"
-    result = {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
-              "timed_out": timed_out, "duration": duration, "output": _tail(out_path), "tests": tests,
-              "report_error": report_error, "setup_error": setup_error}
+        tests, report_error = _report(report_path)
+    result = _result(code, timed_out, duration, _tail(out_path), tests, report_error, setup_error=setup_error)
     sys.stdout.write("OSCA-RESULT %s %s\n" % (nonce, json.dumps(result)))
     sys.stdout.flush()
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..exceptions import SandboxError
-from .image import docker_client, ensure_image
+from .image import docker_client, ensure_image, image_tag
 
 __all__ = ["LABEL", "DockerSandbox", "Job", "JobResult", "Limits", "Sandbox", "hardening"]
 
@@ -95,9 +95,14 @@ class Sandbox(Protocol):
     async def arun(self, job: Job) -> JobResult: ...
 
 
+def _escapes(p: PurePosixPath) -> bool:
+    """Whether `p` may lead outside the directory it is taken relative to (absolute, or through `..`)."""
+    return p.is_absolute() or ".." in p.parts
+
+
 def _checked_path(name: str) -> PurePosixPath:
     p = PurePosixPath(name)
-    if p.is_absolute() or ".." in p.parts or not p.parts:
+    if _escapes(p) or not p.parts:
         raise SandboxError(f"job file path {name!r} must be relative and stay inside the job directory")
     return p
 
@@ -116,12 +121,21 @@ class DockerSandbox:
         self._own_client = client is None
         self.image = image
         self.limits = limits or Limits()
+        self._default_image: str | None = None
 
     @property
     def client(self) -> Any:
         if self._client is None:
             self._client = docker_client()
         return self._client
+
+    def _image(self) -> str:
+        """`image`, else this recipe's `image_tag()`, hashed once per sandbox rather than once per job."""
+        if self.image:
+            return self.image
+        if self._default_image is None:
+            self._default_image = image_tag()
+        return self._default_image
 
     def __enter__(self) -> DockerSandbox:
         return self
@@ -140,7 +154,7 @@ class DockerSandbox:
         import requests.exceptions
 
         client = self.client
-        image = ensure_image(client, self.image)
+        image = ensure_image(client, self._image())  # still checks that the image is there, each job
         nonce = secrets.token_hex(16)
         staging = Path(tempfile.mkdtemp(prefix="osca-job-"))
         container = None
@@ -187,9 +201,17 @@ class DockerSandbox:
             {"argv": job.argv, "wall_clock": job.wall_clock, "junit": job.junit, "setup": job.setup}))
         if job.archive is not None:
             (staging / "work.tar").write_bytes(job.archive)
-        shutil.copy(_RUNNER, staging / "runner.py")
-        for p in [staging, *staging.rglob("*")]:
-            p.chmod(0o755 if p.is_dir() else 0o644)
+        _stage_scripts(staging)
+
+
+def _stage_scripts(staging: Path, *extra: Path) -> None:
+    """Copy the runner and `extra` scripts into `staging` (each named without its leading `_`), then make all
+    of `staging` readable by the container's user (directories 0755, files 0644)."""
+    for script in (_RUNNER, *extra):
+        shutil.copy(script, staging / script.name.removeprefix("_"))
+    for p in [staging, *staging.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+
 
 def hardening(limits: Limits, staging: Path, *, user: str = "1000:1000", cap_add: tuple[str, ...] = (),
               scratch_owner: str = "uid=1000,gid=1000,mode=0700") -> dict[str, Any]:

@@ -32,16 +32,16 @@ __all__ = ["DEFAULT_MIRROR", "REPOSITORY", "SUITE", "build_image", "docker_clien
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 REPOSITORY = "osca-sandbox"
+_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Applied to the imported root file system (what the Dockerfile's ENV/USER/WORKDIR do).
 IMAGE_CHANGES = [
-    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    f"ENV PATH={_SYSTEM_PATH}",
     "ENV LANG=C.UTF-8",
     "ENV PYTHONDONTWRITEBYTECODE=1",
     "USER 1000",
     "WORKDIR /scratch",
     'CMD ["python3"]',
 ]
-_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _FIX = ("start one with `sudo bash sandboxes/ensure-docker.sh` (installs and starts dockerd), "
         "or start dockerd yourself, or point DOCKER_HOST at a running daemon")
 
@@ -174,7 +174,7 @@ def _run(cmd: Sequence[str], what: str, progress: Progress, *, echo_prefix: str 
          env: dict[str, str] | None = None) -> None:
     """Run cmd, stdout+stderr merged; lines starting with `echo_prefix` go to progress. Failure -> SandboxError
     with the last lines of output. An interrupt (KeyboardInterrupt) stops the child before propagating."""
-    tail: collections.deque[str] = collections.deque(maxlen=15)
+    tail: collections.deque[str] = collections.deque(maxlen=8)
     try:
         proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 text=True, errors="replace", env=env)
@@ -198,7 +198,7 @@ def _run(cmd: Sequence[str], what: str, progress: Progress, *, echo_prefix: str 
             proc.wait()
         raise
     if rc != 0:
-        last = " | ".join(list(tail)[-8:]) or "no output"
+        last = " | ".join(tail) or "no output"
         raise SandboxError(f"{what} failed (exit {rc}): {last}")
 
 

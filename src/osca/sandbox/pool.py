@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import SandboxError
-from .container import Job, JobResult, Limits, _checked_path, hardening
+from .container import Job, JobResult, Limits, _checked_path, _stage_scripts, hardening
 from .image import docker_client, ensure_image
 
 __all__ = ["SandboxPool"]
 
-_HERE = Path(__file__).parent
+_FORKSERVER = Path(__file__).with_name("_forkserver.py")
 
 
 class _Worker:
@@ -57,15 +57,12 @@ class _Worker:
     def _read_line(self, timeout: float) -> str:
         """Next line the server wrote on stdout (the attach stream is framed: 8-byte header per chunk)."""
         self.raw.settimeout(timeout)
-        stderr = b""
         while b"\n" not in self.buffer:
             header = self._recv(8)
             kind, size = header[0], struct.unpack(">I", header[4:])[0]
-            chunk = self._recv(size)
-            if kind == 1:
+            chunk = self._recv(size)  # read every chunk, whatever its stream, so the next header is found
+            if kind == 1:  # stdout; stderr chunks are dropped
                 self.buffer += chunk
-            else:
-                stderr = (stderr + chunk)[-4000:]
         line, _, self.buffer = self.buffer.partition(b"\n")
         return line.decode("utf-8", "replace")
 
@@ -119,10 +116,7 @@ class SandboxPool:
         self.client = client or docker_client()
         self.image = ensure_image(self.client, image)
         self._staging = Path(tempfile.mkdtemp(prefix="osca-pool-"))
-        shutil.copy(_HERE / "_runner.py", self._staging / "runner.py")
-        shutil.copy(_HERE / "_forkserver.py", self._staging / "forkserver.py")
-        for p in [self._staging, *self._staging.iterdir()]:
-            p.chmod(0o755 if p.is_dir() else 0o644)
+        _stage_scripts(self._staging, _FORKSERVER)
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
@@ -160,7 +154,7 @@ class SandboxPool:
                 raw = worker.run(job, self.limits.host_grace)
             except (OSError, ConnectionError, ValueError) as e:
                 # Timed out past the grace period, or the server died (OOM, killed): never a pass.
-                timed_out = isinstance(e, (socket.timeout, TimeoutError))
+                timed_out = isinstance(e, TimeoutError)  # socket.timeout is TimeoutError
                 return JobResult(runner_ok=False, host_killed=timed_out, oom_killed=worker.oom_killed(),
                                  output=f"pool server lost: {type(e).__name__}: {e}")
             if "error" in raw:
