@@ -1,6 +1,7 @@
 """`osca agentless run|evaluate`: Agentless over SWE-bench instances, with progress and resume.
 
-Only typer and the standard library load at import: the `osca` command line stays fast for its other commands.
+Only typer, the standard library and what `import osca` has loaded already load at import: the `osca` command
+line stays fast for its other commands.
 """
 
 from __future__ import annotations
@@ -9,6 +10,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
+
+from osca import Allocation, SamplingConfig
+from osca.counts import read_json
+from osca.exceptions import ConfigError
 
 __all__ = ["app"]
 
@@ -66,16 +72,15 @@ def run(
 ) -> None:
     """Solve instances; append each prediction to RUN_DIR/all_preds.jsonl (re-runs resume)."""
     from osca.cache import SampleCache
-    from osca.counts import read_json
     from osca.ledger import Caps, Ledger
 
     from .graph import Agentless, AgentlessSettings
-    from .run import run_instances, run_spend
+    from .run import run_instances
 
     todo = _instances(instances, split, ids, limit)
     extra = read_json(settings) if settings else {}
     if not isinstance(extra, dict):
-        raise _bad(f"{settings}: expected a JSON object of settings")
+        raise ConfigError(f"{settings}: expected a JSON object of settings")
     agent_settings = _validated(AgentlessSettings, {"model": model, **extra}, settings or "settings")
     repair_configs, repair_alloc = _repair(configs, allocation, agent_settings)
     budget = Caps(dollars=max_dollars, tokens=max_tokens)
@@ -93,7 +98,7 @@ def run(
 
             summary = run_instances(agent, todo, run_dir=run_dir, repos=repos, model_name=model_name,
                                     workers=workers, budget=budget, on_instance=advance)
-    spent, total = agent.ledger.total(), run_spend(run_dir)
+    spent, total = agent.ledger.total(), summary.spent
     typer.echo(f"{len(summary.done)} solved now, {len(summary.skipped)} already done, {len(summary.failed)} failed; "
                f"spent ${spent.cost:.4f} / {spent.tokens} tokens (all runs here: ${total.cost:.4f} / {total.tokens}); "
                f"predictions: {run_dir / 'all_preds.jsonl'}")
@@ -161,27 +166,17 @@ def validate(
     typer.echo(f"{predictions}: valid")
 
 
-def _bad(message: str):
-    from osca.exceptions import ConfigError
-
-    return ConfigError(message)
-
-
 def _validated(model, data: object, where: object):
-    from pydantic import ValidationError
+    from .swebench import _describe
 
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'value'}: {err['msg']}" for err in e.errors())
-        raise _bad(f"{where}: {problems}") from None
+        raise ConfigError(f"{where}: {_describe(e, whole='value')}") from None
 
 
 def _repair(configs: Path | None, allocation: Path | None, settings):
     """The repair step's configurations and allocation: given, or uniform over the location sets."""
-    from osca import Allocation, SamplingConfig
-    from osca.counts import read_json
-
     from .graph import default_repair
 
     if configs is None:
@@ -189,7 +184,7 @@ def _repair(configs: Path | None, allocation: Path | None, settings):
     else:
         raw = read_json(configs)
         if not isinstance(raw, list):
-            raise _bad(f"{configs}: expected a JSON list of configurations")
+            raise ConfigError(f"{configs}: expected a JSON list of configurations")
         repair_configs = [_validated(SamplingConfig, c, configs) for c in raw]
         repair_alloc = Allocation({c.name: 1 for c in repair_configs})
     if allocation is not None:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import ast
 import difflib
 import re
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from osca.exceptions import DataError
 
-from .repo import merge_intervals
+from .repo import merge_intervals, parse_quietly
 
 __all__ = ["EditError", "SearchReplace", "apply_edits", "make_diff", "normalize_source", "normalized_patch",
            "parse_edits"]
@@ -124,16 +123,12 @@ def _occurrences(lines: list[str], needle: list[str], key=lambda s: s) -> list[i
 
 
 def _parse_error(source: str) -> str | None:
-    # Silenced: old code warns about invalid escapes, and a `warnings = error` filter would turn that warning
-    # into a SyntaxError here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            ast.parse(source)
-        except SyntaxError as e:
-            return f"line {e.lineno}: {e.msg}"
-        except ValueError as e:  # NUL bytes
-            return str(e)
+    try:
+        parse_quietly(source)
+    except SyntaxError as e:
+        return f"line {e.lineno}: {e.msg}"
+    except ValueError as e:  # NUL bytes
+        return str(e)
     return None
 
 
@@ -271,12 +266,10 @@ def normalize_source(source: str) -> str:
     Raises:
         EditError: `source` does not parse.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            tree = ast.parse(source)
-        except (SyntaxError, ValueError) as e:
-            raise EditError(f"cannot normalize: the source does not parse ({e})") from e
+    try:
+        tree = parse_quietly(source)
+    except (SyntaxError, ValueError) as e:
+        raise EditError(f"cannot normalize: the source does not parse ({e})") from e
     _drop_docstrings(tree)
     return ast.unparse(tree) + "\n"
 

@@ -14,6 +14,7 @@ the reproduction script run only in the Docker sandbox (`testing.py`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -34,7 +35,7 @@ from .select import PatchCandidate, Selection, select_patch
 from .swebench import SWEInstance
 from .testing import InstanceTests
 
-__all__ = ["Agentless", "AgentlessSettings", "AgentlessState", "default_repair"]
+__all__ = ["Agentless", "AgentlessSettings", "AgentlessState", "RepoFiles", "default_repair"]
 
 Intervals = dict[str, list[tuple[int, int]]]
 """path -> sorted, disjoint 1-based inclusive line intervals."""
@@ -88,6 +89,34 @@ def default_repair(model: str, sets: Sequence[str], temperatures: Sequence[float
     return configs, Allocation({c.name: samples for c in configs})
 
 
+class RepoFiles:
+    """The checked-out files as the nodes see them: each read, and its elements found, at most once per solve
+    (the checkout does not change during one)."""
+
+    def __init__(self, repo: str | Path) -> None:
+        self.repo = Path(repo)
+        self._text: dict[str, str] = {}
+        self._elements: dict[str, list[Element]] = {}
+
+    def text(self, path: str) -> str:
+        if path not in self._text:
+            self._text[path] = (self.repo / path).read_text(encoding="utf-8", errors="replace")
+        return self._text[path]
+
+    def lines(self, path: str) -> int:
+        source = self.text(path)  # lines end at "\n" only, as the edit and numbering code count them
+        return source.count("\n") + (not source.endswith("\n"))
+
+    def elements(self, path: str) -> list[Element]:
+        """The file's elements; [] when it does not parse."""
+        if path not in self._elements:
+            try:
+                self._elements[path] = elements(path, self.text(path))
+            except DataError:
+                self._elements[path] = []
+        return self._elements[path]
+
+
 class AgentlessState(TypedDict, total=False):
     instance: SWEInstance
     repo: str
@@ -109,6 +138,10 @@ class AgentlessState(TypedDict, total=False):
     """Where this instance's spend is recorded."""
     tests: InstanceTests
     """This instance's sandbox tests (one repository snapshot for both branches)."""
+    sources: RepoFiles
+    """This instance's checked-out files, each read once."""
+    related_spans: Intervals
+    """The related elements' line spans (localize_edits shows them; merge_locations falls back to them)."""
 
 
 class Agentless:
@@ -144,6 +177,11 @@ class Agentless:
     # ------------------------------------------------------------------------------------------ graph
 
     def graph(self) -> Any:
+        """The compiled graph, built on first use and shared by every solve (nothing in it is per instance)."""
+        return self._graph
+
+    @cached_property
+    def _graph(self) -> Any:
         from langgraph.graph import END, START, StateGraph
 
         b = StateGraph(AgentlessState)
@@ -167,7 +205,7 @@ class Agentless:
         tests = InstanceTests(repo, sandbox=self.sandbox, timeout=s.test_timeout, wall_clock=s.wall_clock,
                               workers=s.test_workers)
         return self.graph().invoke({"instance": instance, "repo": str(repo), "answers": {},
-                                    "ledger": ledger or self.ledger, "tests": tests})
+                                    "ledger": ledger or self.ledger, "tests": tests, "sources": RepoFiles(repo)})
 
     # ------------------------------------------------------------------------------------------ LLM calls
 
@@ -197,7 +235,7 @@ class Agentless:
         skeletons = {}
         for path in state["files"]:
             try:
-                skeletons[path] = skeleton(self._read(state, path))
+                skeletons[path] = skeleton(state["sources"].text(path))
             except DataError:  # a file that does not parse is skipped, like Agentless does
                 continue
         if not skeletons:
@@ -210,19 +248,20 @@ class Agentless:
     def localize_edits(self, state: AgentlessState) -> dict[str, Any]:
         spans = self._related_spans(state)
         if not spans:
-            return {"edit_locations": []}
-        snippets = {p: "\n...\n".join(numbered(self._read(state, p), s, e) for s, e in iv)
+            return {"edit_locations": [], "related_spans": spans}
+        snippets = {p: "\n...\n".join(numbered(state["sources"].text(p), s, e) for s, e in iv)
                     for p, iv in spans.items()}
         prompt = prompts.edit_locations(state["instance"].problem_statement, snippets)
         answers = self._ask(state, "localize_edits", prompt, n=self.settings.edit_samples,
                             temperature=self.settings.edit_temperature)
         found = [self._intervals(state, parse_locations(a, list(spans))) for a in answers]
-        return {"edit_locations": found, "answers": {**state["answers"], "localize_edits": answers}}
+        return {"edit_locations": found, "related_spans": spans,
+                "answers": {**state["answers"], "localize_edits": answers}}
 
     def merge_locations(self, state: AgentlessState) -> dict[str, Any]:
         """Union the edit-location samples of each set, widened by `context` lines; an empty set falls back
         to the related elements' spans, so every set has something to repair."""
-        fallback = self._related_spans(state)
+        fallback = state["related_spans"]
         samples = state.get("edit_locations") or []
         sets: dict[str, Intervals] = {}
         for name, idx in self.settings.location_sets.items():
@@ -231,7 +270,7 @@ class Agentless:
                 for path, iv in (samples[i] if i < len(samples) else {}).items():
                     merged.setdefault(path, []).extend(iv)
             sets[name] = {p: merge_intervals(iv, context=self.settings.context,
-                                             max_line=self._lines(state, p)) for p, iv in merged.items()} \
+                                             max_line=state["sources"].lines(p)) for p, iv in merged.items()} \
                 or fallback
         return {"location_sets": sets}
 
@@ -269,9 +308,9 @@ class Agentless:
                 edits = parse_edits(cand.text)
                 if not edits:
                     raise EditError("the answer has no SEARCH/REPLACE edit")
-                old = {p: self._read(state, p) for p in allowed}
+                old = {p: state["sources"].text(p) for p in allowed}
                 new = apply_edits(old, edits, allowed=allowed)
-                patch = make_diff({p: old[p] for p in new}, new)
+                patch = make_diff(old, new)
                 out.append(cand.model_copy(update={"patch": patch, "edited": new}))
             except EditError as e:
                 out.append(cand.model_copy(update={"error": f"edit: {e}"}))
@@ -285,7 +324,7 @@ class Agentless:
             if not cand.patch:
                 out.append(cand)
                 continue
-            key = normalized_patch({p: self._read(state, p) for p in cand.edited}, cand.edited)
+            key = normalized_patch({p: state["sources"].text(p) for p in cand.edited}, cand.edited)
             out.append(cand.model_copy(update={"key": key} if key else
                                        {"error": "the patch changes only comments, docstrings or layout"}))
         return {"candidates": out}
@@ -316,35 +355,22 @@ class Agentless:
 
     # ------------------------------------------------------------------------------------------ helpers
 
-    @staticmethod
-    def _read(state: AgentlessState, path: str) -> str:
-        return (Path(state["repo"]) / path).read_text(encoding="utf-8", errors="replace")
-
-    def _lines(self, state: AgentlessState, path: str) -> int:
-        source = self._read(state, path)  # lines end at "\n" only, as the edit and numbering code count them
-        return source.count("\n") + (not source.endswith("\n"))
-
-    def _elements(self, state: AgentlessState, path: str) -> list[Element]:
-        try:
-            return elements(path, self._read(state, path))
-        except DataError:
-            return []
-
     def _related_spans(self, state: AgentlessState) -> Intervals:
         """The related elements' line spans; a file with none found is shown whole (up to a limit)."""
         spans: Intervals = {}
+        sources = state["sources"]
         for path in state.get("files", []):
             names = (state.get("related") or {}).get(path, [])
-            found = [e for e in (find_element(self._elements(state, path), n) for n in names) if e]
+            found = [e for e in (find_element(sources.elements(path), n) for n in names) if e]
             spans[path] = merge_intervals([(e.start, e.end) for e in found]) or \
-                [(1, min(self._lines(state, path), self.settings.max_file_lines))]
-        return {p: iv for p, iv in spans.items() if iv and iv[0][1] >= iv[0][0]}
+                [(1, min(sources.lines(path), self.settings.max_file_lines))]
+        return spans
 
     def _intervals(self, state: AgentlessState, locations: dict[str, list[str]]) -> Intervals:
         """Edit locations ("line: 12", "function: Foo.bar", "class: Foo") -> line intervals per file."""
         out: Intervals = {}
         for path, locs in locations.items():
-            els, last = self._elements(state, path), self._lines(state, path)
+            els, last = state["sources"].elements(path), state["sources"].lines(path)
             iv = []
             for loc in locs:
                 kind, _, value = loc.partition(":")
@@ -361,6 +387,6 @@ class Agentless:
         match the file), separated by "...". """
         out = {}
         for path, iv in intervals.items():
-            lines = self._read(state, path).split("\n")
+            lines = state["sources"].text(path).split("\n")
             out[path] = "\n...\n".join("\n".join(lines[s - 1:e]) for s, e in iv)
         return out

@@ -21,7 +21,7 @@ from typing import Literal
 from osca.exceptions import DataError
 
 __all__ = ["Element", "ElementKind", "Interval", "elements", "find_element", "merge_intervals", "numbered",
-           "parse_file_list", "parse_locations", "python_files", "repo_tree", "skeleton"]
+           "parse_file_list", "parse_locations", "parse_quietly", "python_files", "repo_tree", "skeleton"]
 
 Interval = tuple[int, int]
 """1-based inclusive line range `(start, end)`."""
@@ -101,16 +101,24 @@ def repo_tree(paths: Iterable[str]) -> str:
     return "\n".join(lines)
 
 
-def _parse(source: str) -> ast.Module:
-    # Silenced: old code warns about invalid escapes, and pytest's `filterwarnings = error` would make the
-    # compiler turn that warning into a SyntaxError.
+def parse_quietly(source: str) -> ast.Module:
+    """`ast.parse` with warnings silenced: old code warns about invalid escapes, and a `warnings = error` filter
+    (pytest's `filterwarnings = error`) would make the compiler turn that warning into a SyntaxError.
+
+    Raises:
+        SyntaxError, ValueError: as `ast.parse` does (ValueError: source with NUL bytes).
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            return ast.parse(source)
-        except (SyntaxError, ValueError) as e:  # ValueError: source with NUL bytes
-            where = f"line {e.lineno}: " if isinstance(e, SyntaxError) and e.lineno else ""
-            raise DataError(f"the source does not parse as Python ({where}{getattr(e, 'msg', e)})") from e
+        return ast.parse(source)
+
+
+def _parse(source: str) -> ast.Module:
+    try:
+        return parse_quietly(source)
+    except (SyntaxError, ValueError) as e:  # ValueError: source with NUL bytes
+        where = f"line {e.lineno}: " if isinstance(e, SyntaxError) and e.lineno else ""
+        raise DataError(f"the source does not parse as Python ({where}{getattr(e, 'msg', e)})") from e
 
 
 _ASSIGN = (ast.Assign, ast.AnnAssign, ast.AugAssign)

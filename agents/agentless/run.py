@@ -27,7 +27,7 @@ from osca.sandbox.container import Sandbox
 from osca.verifiers import PatchVerifier, Verdict
 
 from .graph import Agentless, AgentlessState
-from .swebench import Prediction, SWEInstance, append_prediction, checkout, read_predictions
+from .swebench import Prediction, SWEInstance, checkout, read_predictions
 
 __all__ = ["RunSummary", "evaluate_predictions", "repo_source", "run_instances", "run_spend", "trajectory"]
 
@@ -47,6 +47,9 @@ class RunSummary:
     """Instances not started because the run's budget was spent; a re-run with a larger budget goes on."""
     budget: str | None = None
     """Why the run stopped starting instances, if it did."""
+    spent: Spend = field(default_factory=Spend)
+    """What every attempt at an instance in the run directory has spent, over all runs, this one included (the
+    total of its `spend.jsonl`)."""
 
 
 def repo_source(repos: Path | None, instance: SWEInstance) -> Path | None:
@@ -64,7 +67,8 @@ def repo_source(repos: Path | None, instance: SWEInstance) -> Path | None:
 def trajectory(state: AgentlessState) -> dict[str, Any]:
     """A JSON-able record of one instance's run, with what its calls cost per call site/configuration."""
     record = {"instance_id": state["instance"].instance_id,
-              **{k: v for k, v in state.items() if k not in ("instance", "repo", "ledger", "tests")}}
+              **{k: v for k, v in state.items()
+                 if k not in ("instance", "repo", "ledger", "tests", "sources", "related_spans")}}
     if "ledger" in state:
         record["spend"] = {"/".join(key): asdict(spend) for key, spend in state["ledger"].entries.items()}
     return to_jsonable_python(record)
@@ -75,12 +79,13 @@ def run_spend(run_dir: Path) -> Spend:
     path, total = run_dir / SPEND_LOG, Spend()
     if not path.exists():
         return total
-    lines = path.read_text(encoding="utf-8").splitlines()
+    data = path.read_bytes()
+    lines = data.decode("utf-8").splitlines()
     for number, line in enumerate(lines, 1):
         try:
             total.add(Spend(**json.loads(line)["spend"]))
         except (ValueError, KeyError, TypeError) as e:
-            if number == len(lines) and not path.read_bytes().endswith(b"\n"):
+            if number == len(lines) and not data.endswith(b"\n"):
                 continue  # torn by a crash mid-write; the next append cuts it off
             raise DataError(f"{path}:{number}: not a spend record ({type(e).__name__}: {e})") from None
     return total
@@ -107,8 +112,9 @@ def run_instances(agent: Agentless, instances: Sequence[SWEInstance], *, run_dir
     (run_dir / "trajectories").mkdir(parents=True, exist_ok=True)
     preds, spend_log = run_dir / PREDICTIONS, run_dir / SPEND_LOG
     finished, spent = read_predictions(preds), run_spend(run_dir)
+    whole_lines(preds)
     whole_lines(spend_log)
-    summary, lock = RunSummary(), threading.Lock()
+    summary, lock = RunSummary(spent=spent), threading.Lock()
 
     def solve(inst: SWEInstance) -> None:
         iid, where = inst.instance_id, run_dir / "trajectories" / f"{inst.instance_id}.json"
@@ -131,8 +137,9 @@ def run_instances(agent: Agentless, instances: Sequence[SWEInstance], *, run_dir
             return
         where.write_text(json.dumps(trajectory(state), indent=1))
         with lock:
-            append_prediction(preds, Prediction(instance_id=iid, model_name_or_path=model_name,
-                                                model_patch=state["selection"].patch))
+            pred = Prediction(instance_id=iid, model_name_or_path=model_name, model_patch=state["selection"].patch)
+            with preds.open("a", encoding="utf-8") as f:
+                append_record(f, pred.model_dump())
             charge(iid, ledger, "done")
             summary.done.append(iid)
             _notify(on_instance, iid, "patched" if state["selection"].patch else "no patch")

@@ -47,9 +47,10 @@ _SHA = r"^[0-9a-f]{40}$"
 _Sha = Annotated[str, StringConstraints(pattern=_SHA)]
 
 
-def _describe(error: ValidationError) -> str:
-    """A pydantic error as `field: message; ...`, the field first so the reader sees what to fix."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '<record>'}: {e['msg']}" for e in error.errors())
+def _describe(error: ValidationError, whole: str = "<record>") -> str:
+    """A pydantic error as `field: message; ...`, the field first so the reader sees what to fix (`whole` for an
+    error of the whole record)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or whole}: {e['msg']}" for e in error.errors())
 
 
 _M = TypeVar("_M", bound=BaseModel)

@@ -33,7 +33,6 @@ class PatchOutcome(BaseModel):
     """None when nothing ran (no regression tests, no reproduction script)."""
     regressions: list[str] | None = None
     reproduction: bool | None = None
-    detail: str = ""
 
     def as_update(self) -> dict[str, Any]:
         return {"applies": self.applies, "regressions": self.regressions, "reproduction": self.reproduction}
@@ -96,7 +95,7 @@ class InstanceTests:
             if verifier is not None:
                 verdict = verifier.verify(patch)
                 if verdict.status is Status.SETUP_FAILED:
-                    return PatchOutcome(applies=False, detail=verdict.detail)
+                    return PatchOutcome(applies=False)
                 regressions = [t for t in regression if verdict.tests.get(t) != "passed"]
             else:
                 regressions = []
@@ -104,7 +103,7 @@ class InstanceTests:
             if script is not None:
                 result = self.run_script(script, patch)
                 if result.setup_error:
-                    return PatchOutcome(applies=False, detail=result.setup_error)
+                    return PatchOutcome(applies=False)
                 reproduction = _says(result, RESOLVED) and not _says(result, REPRODUCED)
             ran = verifier is not None or script is not None
             return PatchOutcome(applies=True if ran else None, regressions=regressions, reproduction=reproduction)
