@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from osca import Allocation, BudgetError, ConfigError, CountMatrix, ScoreMatrix, load_counts
-from osca.evaluate import bootstrap_ci, curve, expected_pass, uniform_pass
+from osca import SamplingConfig
+from osca.evaluate import bootstrap_ci, curve, expected_pass, paired, uniform_pass
 
 # Published OSCA test accuracy on SWE-Bench (agentless), budgets 1..16
 PUBLISHED = [.2196, .2708, .2997, .3205, .3359, .3474, .3565, .3636,
@@ -60,17 +61,24 @@ def test_expected_pass_per_cell_runs():
     np.testing.assert_allclose(est.per_problem, [unbiased(3, 1, 2), unbiased(6, 4, 2)], atol=1e-12)
 
 
-def test_expected_pass_more_samples_than_runs_falls_back():
+def test_expected_pass_more_samples_than_runs_is_held_at_the_runs():
     n, k = 4, 6
     cs = [0, 1, 3, 4]
     data = CountMatrix(("A", "B"), tuple(f"p{c}" for c in cs), [cs, [0, 0, 0, 0]], n)
     est = expected_pass(data, np.array([k, 1]))
-    expected = [1.0 - (1.0 - c / n) ** k for c in cs]
-    np.testing.assert_allclose(est.per_problem, expected, atol=1e-12)
+    # held at k = n: solved exactly where a recorded run solved it (c = 0 stays unsolved; the released osca.py
+    # says 1.0 there)
+    np.testing.assert_allclose(est.per_problem, [0.0, 1.0, 1.0, 1.0], atol=1e-12)
     assert est.extrapolated == ("A",)
-    # c = 0: never solved in any run, so no number of samples solves it (the released osca.py says 1.0)
-    assert est.per_problem[0] == 0.0
-    assert est.per_problem[3] == 1.0
+
+
+def test_expected_pass_never_falls_as_samples_grow_past_the_runs():
+    # issue 13: the plug-in fallback dropped from 1.0 at k = n to 1 - (1 - c/n)^(n+1) at k = n + 1
+    n = 5
+    data = CountMatrix(("A",), tuple(f"p{c}" for c in range(n + 1)), [list(range(n + 1))], n)
+    values = [expected_pass(data, np.array([k])).value for k in range(1, 3 * n)]
+    assert all(b >= a - 1e-15 for a, b in zip(values, values[1:])), values
+    assert values[n - 1] == pytest.approx(n / (n + 1))  # every problem some run solved
 
 
 def test_expected_pass_zero_correct_more_samples_than_runs():
@@ -226,3 +234,68 @@ def test_curve_averages_over_splits(make_counts):
         assert row.uniform_test == pytest.approx(np.mean([e.uniform_test for e in each]), abs=1e-12)
         assert row.default_test is None
         assert row.allocation == each[0].allocation
+
+
+# ------------------------------------------------------------------------------------- equal-cost baselines
+
+
+def test_curve_baselines_spend_the_same_budget_as_the_learned_mix():
+    # issue 13: with costs, `pricey` as the default got 2 samples costing 20 against a budget of 2
+    configs = (SamplingConfig(name="cheap", cost=1.0), SamplingConfig(name="pricey", cost=10.0))
+    data = CountMatrix(configs, ("p", "q", "r"), [[1, 0, 0], [4, 4, 4]], 4)
+    split = data.split(0.67, seed=0)
+    (row,) = curve([split], [2], default="pricey")
+    assert row.unit == "cost units"
+    assert row.default_test == 0.0  # floor(2 / 10) = 0 samples of pricey
+    assert row.optimal_pure_config == "cheap"
+    assert row.allocation == Allocation({"cheap": 2})
+    # at 10 cost units pricey is affordable once, and it solves everything
+    (row,) = curve([split], [10], default="pricey")
+    assert row.default_test == 1.0 and row.optimal_pure_test == 1.0
+    assert row.to_dict()["unit"] == "cost units"
+
+
+def test_curve_uniform_baseline_buys_samples_at_the_mean_cost():
+    configs = (SamplingConfig(name="a", cost=1.0), SamplingConfig(name="b", cost=3.0))
+    data = CountMatrix(configs, ("p", "q", "r", "s"), [[1, 0, 2, 0], [0, 3, 0, 1]], 4)
+    split = data.split(0.5, seed=1)
+    (row,) = curve([split], [8])
+    assert row.uniform_test == pytest.approx(uniform_pass(split.test, 4).value)  # 8 / mean cost 2
+
+
+# ----------------------------------------------------------------------------------- paired held-out verdict
+
+
+def test_paired_difference_uses_the_nadeau_bengio_correction():
+    learned = [0.50, 0.52, 0.49, 0.53, 0.51]
+    base = [0.48, 0.50, 0.50, 0.50, 0.49]
+    p = paired(learned, base, n_train=30, n_test=70)
+    d = np.subtract(learned, base)
+    assert p.diff == pytest.approx(d.mean())
+    assert p.se == pytest.approx(np.sqrt((1 / 5 + 70 / 30) * d.var(ddof=1)))
+    assert p.se > d.std(ddof=1) / np.sqrt(5) * 3  # far above the naive standard error
+    assert (p.wins, p.ties, p.losses) == (4, 0, 1)
+    assert p.verdict == "indistinguishable"
+
+
+@pytest.mark.parametrize("shift, verdict", [(0.05, "better"), (-0.05, "worse"), (0.0, "indistinguishable")])
+def test_paired_verdict(shift, verdict):
+    base = np.linspace(0.3, 0.4, 10)
+    noise = np.random.default_rng(0).normal(0, 0.002, 10)
+    assert paired(base + shift + noise, base, n_train=30, n_test=70).verdict == verdict
+
+
+def test_paired_single_split_has_no_verdict():
+    p = paired([0.5], [0.4], n_train=30, n_test=70)
+    assert np.isnan(p.se) and p.verdict == "unknown" and p.to_dict()["se_corrected"] is None
+
+
+def test_curve_rows_carry_paired_comparisons(make_counts):
+    pool = make_counts(4, 40, 6, seed=2)
+    splits = [pool.split(0.5, seed=s) for s in range(4)]
+    (row,) = curve(splits, [3], default="cfg0")
+    d = [curve([s], [3], default="cfg0")[0] for s in splits]
+    vs = row.versus_default
+    assert vs.diff == pytest.approx(np.mean([r.osca_test - r.default_test for r in d]), abs=1e-12)
+    assert vs.wins + vs.ties + vs.losses == 4
+    assert row.to_dict()["default"]["osca_minus"]["verdict"] == vs.verdict
