@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+import time
 
 import pytest
 
-from osca.cache import SampleCache, request_hash
+from osca.cache import CacheWarning, SampleCache, request_hash
 from osca.exceptions import BudgetError
 from osca.ledger import Caps, Ledger, Spend
 
@@ -27,7 +28,7 @@ def cache(request, tmp_path):
 
 def test_set_then_get_round_trips(cache):
     assert cache.get("site", "cfg", 0, KEY) is None
-    cache.set("site", "cfg", 0, KEY, VALUE)
+    cache.put("site", "cfg", 0, KEY, VALUE)
     assert cache.get("site", "cfg", 0, KEY) == VALUE
     assert len(cache) == 1
 
@@ -35,21 +36,147 @@ def test_set_then_get_round_trips(cache):
 @pytest.mark.parametrize("other", [("other site", "cfg", 0, KEY), ("site", "other", 0, KEY), ("site", "cfg", 1, KEY),
                                    ("site", "cfg", 0, request_hash({"model": "scripted/y"}))])
 def test_every_part_of_the_key_matters(cache, other):
-    cache.set("site", "cfg", 0, KEY, VALUE)
+    cache.put("site", "cfg", 0, KEY, VALUE)
     assert cache.get(*other) is None
 
 
-def test_setting_a_key_again_replaces_its_value(cache):
-    cache.set("site", "cfg", 0, KEY, VALUE)
-    cache.set("site", "cfg", 0, KEY, {**VALUE, "text": "newer"})
-    assert cache.get("site", "cfg", 0, KEY)["text"] == "newer"
+def test_the_first_value_stored_under_a_key_wins(cache):
+    assert cache.put("site", "cfg", 0, KEY, VALUE) == VALUE
+    assert cache.put("site", "cfg", 0, KEY, {**VALUE, "text": "later"}) == VALUE  # the stored one comes back
+    assert cache.get("site", "cfg", 0, KEY) == VALUE
     assert len(cache) == 1
+
+
+def test_a_claim_hands_the_key_over_once(cache):
+    assert cache.claim("site", "cfg", 0, KEY) is None  # ours to draw
+    cache.put("site", "cfg", 0, KEY, VALUE)
+    assert cache.claim("site", "cfg", 0, KEY) == VALUE  # drawn: every later claim reads it back
+
+
+def test_a_second_caller_waits_for_the_first_and_reads_its_answer(tmp_path):
+    with SampleCache(tmp_path / "c.sqlite", poll=0.01) as cache:
+        assert cache.claim("site", "cfg", 0, KEY) is None
+        got = []
+        waiter = threading.Thread(target=lambda: got.append(cache.claim("site", "cfg", 0, KEY)))
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive() and got == []  # waiting, not drawing the key a second time
+        cache.put("site", "cfg", 0, KEY, VALUE)
+        waiter.join(5)
+        assert got == [VALUE]
+
+
+def test_a_released_claim_passes_to_the_waiting_caller(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with SampleCache(path, poll=0.01) as first, SampleCache(path, poll=0.01) as second:
+        assert first.claim("site", "cfg", 0, KEY) is None
+        got = []
+        waiter = threading.Thread(target=lambda: got.append(second.claim("site", "cfg", 0, KEY) or "mine"))
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive()
+        first.release("site", "cfg", 0, KEY)  # the first draw failed
+        waiter.join(5)
+        assert got == ["mine"]
+        assert second.put("site", "cfg", 0, KEY, VALUE) == VALUE
+
+
+def test_a_dead_owners_claim_is_taken_over_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    path = tmp_path / "c.sqlite"
+    with SampleCache(path, lease=3600) as cache:
+        cache.claim("site", "cfg", 0, KEY)
+        cache._db.execute("UPDATE claims SET owner='gone', pid=?", (int(dead.stdout),))  # it crashed mid-draw
+    with SampleCache(path, lease=3600) as cache:
+        assert cache.claim("site", "cfg", 0, KEY) is None
+
+
+def test_a_claim_from_another_host_holds_until_its_lease_ends(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with SampleCache(path) as cache:
+        cache.claim("site", "cfg", 0, KEY)
+        cache._db.execute("UPDATE claims SET owner='remote', host='elsewhere', expires=?", (time.time() + 0.4,))
+    with SampleCache(path, poll=0.01) as cache:
+        start = time.monotonic()
+        assert cache.claim("site", "cfg", 0, KEY) is None
+        assert 0.2 < time.monotonic() - start < 10
+
+
+def test_waiting_for_a_claim_can_be_cancelled(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with SampleCache(path) as holder, SampleCache(path, poll=0.01) as waiter:
+        holder.claim("site", "cfg", 0, KEY)
+
+        async def go():
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(waiter.aclaim("site", "cfg", 0, KEY), 0.2)
+
+        asyncio.run(go())
+
+
+def test_a_damaged_row_is_a_miss_and_is_replaced(cache):
+    cache.put("site", "cfg", 0, KEY, VALUE)
+    cache._db.execute("UPDATE samples SET value='{\"text\": \"trunc'")
+    assert cache.get("site", "cfg", 0, KEY) is None
+    assert cache.claim("site", "cfg", 0, KEY) is None
+    assert cache.put("site", "cfg", 0, KEY, VALUE) == VALUE
+    assert cache.get("site", "cfg", 0, KEY) == VALUE
+
+
+def test_discard_drops_a_value_the_caller_cannot_use(cache):
+    cache.put("site", "cfg", 0, KEY, {"text": ["not", "a", "string"]})
+    cache.discard("site", "cfg", 0, KEY)
+    assert cache.claim("site", "cfg", 0, KEY) is None
+
+
+def unreadable(path, how):
+    if how == "garbage":
+        path.write_bytes(b"this is not a database" * 100)
+    else:  # a real cache file cut off mid-page
+        with SampleCache(path) as c:
+            for i in range(200):
+                c.put("site", "cfg", i, KEY, {**VALUE, "text": "x" * 500})
+            c._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated"])
+def test_an_unreadable_cache_file_degrades_to_one_warning(tmp_path, how):
+    path = tmp_path / "c.sqlite"
+    unreadable(path, how)
+    with pytest.warns(CacheWarning, match="c.sqlite") as warned:
+        with SampleCache(path) as cache:
+            assert cache.claim("site", "cfg", 150, KEY) is None  # drawn without the cache
+            assert cache.put("site", "cfg", 150, KEY, VALUE) == VALUE  # the paid sample comes back
+            assert cache.get("site", "cfg", 150, KEY) is None
+            assert cache.put("site", "cfg", 151, KEY, VALUE) == VALUE
+    assert len(warned) == 1
+
+
+def test_a_locked_cache_file_degrades_while_it_is_locked(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "c.sqlite"
+    with SampleCache(path, timeout=0.05) as cache:
+        cache.put("site", "cfg", 0, KEY, VALUE)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")  # another program holds the write lock
+        with pytest.warns(CacheWarning, match="locked"):
+            assert cache.claim("site", "cfg", 1, KEY) is None
+            assert cache.put("site", "cfg", 1, KEY, VALUE) == VALUE
+        other.execute("ROLLBACK")
+        other.close()
+        assert cache.put("site", "cfg", 1, KEY, VALUE) == VALUE  # the lock is gone: stored again
+        assert cache.get("site", "cfg", 1, KEY) == VALUE
 
 
 def test_async_round_trip(cache):
     async def go():
         assert await cache.aget("site", "cfg", 3, KEY) is None
-        await asyncio.gather(*(cache.aset("site", "cfg", i, KEY, {**VALUE, "text": f"t{i}"}) for i in range(4)))
+        await asyncio.gather(*(cache.aput("site", "cfg", i, KEY, {**VALUE, "text": f"t{i}"}) for i in range(4)))
         return await asyncio.gather(*(cache.aget("site", "cfg", i, KEY) for i in range(4)))
 
     got = asyncio.run(go())
@@ -60,8 +187,8 @@ def test_async_round_trip(cache):
 def test_a_cache_file_persists_across_cache_objects(tmp_path):
     path = tmp_path / "deeper" / "runs" / "cache.sqlite"  # parent folders are created
     with SampleCache(path) as first:
-        first.set("site", "cfg", 0, KEY, VALUE)
-        first.set("site", "cfg", 1, KEY, {**VALUE, "text": "second"})
+        first.put("site", "cfg", 0, KEY, VALUE)
+        first.put("site", "cfg", 1, KEY, {**VALUE, "text": "second"})
     with SampleCache(str(path)) as second:
         assert len(second) == 2
         assert second.get("site", "cfg", 0, KEY) == VALUE
@@ -70,7 +197,7 @@ def test_a_cache_file_persists_across_cache_objects(tmp_path):
 
 def test_memory_caches_are_separate():
     with SampleCache(":memory:") as a, SampleCache() as b:
-        a.set("site", "cfg", 0, KEY, VALUE)
+        a.put("site", "cfg", 0, KEY, VALUE)
         assert b.get("site", "cfg", 0, KEY) is None and len(b) == 0
 
 
@@ -78,7 +205,7 @@ def test_concurrent_writers_from_threads(tmp_path):
     with SampleCache(tmp_path / "c.sqlite") as cache:
         def write(t: int) -> None:
             for i in range(25):
-                cache.set("site", f"cfg{t}", i, KEY, {"text": f"{t}-{i}"})
+                cache.put("site", f"cfg{t}", i, KEY, {"text": f"{t}-{i}"})
 
         threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
         for t in threads:
