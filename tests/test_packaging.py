@@ -19,3 +19,18 @@ def test_the_wheel_built_from_the_sdist_installs_only_osca(tmp_path: Path) -> No
     for part in ("osca/agents/agentless/graph.py", "osca/agents/agentless/cli.py", "osca/_sandboxes/base/setup.sh",
                  "osca/_sandboxes/base/Dockerfile", "osca/sandbox/container.py"):
         assert part in names
+
+
+def test_an_editable_install_imports_osca_agents_from_the_repository_in_place(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "uv", "venv", "--quiet", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "uv", "pip", "install", "--quiet", "--python", str(python), "--no-deps",
+                    "-e", str(ROOT)], check=True)
+    assert not (ROOT / "src" / "osca" / "agents").exists()  # no link, no copy: hatch_build.py's finder maps it
+    # the dependencies come from this interpreter's environment; osca itself only from the editable install
+    deps = next(p for p in map(Path, sys.path) if p.name == "site-packages" and (p / "numpy").is_dir())
+    probe = "import osca.agents.agentless.graph as g, osca.agents as a; print(a.__file__); print(g.__file__)"
+    out = subprocess.run([str(python), "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path,
+                         env={"PYTHONPATH": str(deps), "PATH": "/usr/bin:/bin"}).stdout.split()
+    assert out == [str(ROOT / "agents" / "__init__.py"), str(ROOT / "agents" / "agentless" / "graph.py")]

@@ -424,7 +424,7 @@ def sandbox_build(
 
 
 def _add_agentless() -> None:
-    """`osca agentless ...` comes from agents/agentless (`osca.agents`: src/osca/agents links to agents/)."""
+    """`osca agentless ...` comes from agents/agentless (installed as `osca.agents`, see hatch_build.py)."""
     from osca.agents.agentless.cli import app as agentless_app
 
     app.add_typer(agentless_app, name="agentless")
