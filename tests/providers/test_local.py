@@ -132,16 +132,38 @@ def test_assemble_rejects_wrong_bytes_and_leaves_nothing(tmp_path, wrong):
 
 
 @pytest.mark.slow
-@needs_qwen
-def test_qwen_assembles_and_matches_its_sha256():
-    """The real ~491 MB file: joined once into the cache ($OSCA_CACHE_DIR/models or ~/.cache/osca/models), then
-    reused; here it is hashed in full, independently of the cache's stamp."""
-    path = model_path("qwen2.5-coder-0.5b")
-    assert path.stat().st_size == QWEN.size == 491_400_064
-    assert gguf._file_sha256(path) == QWEN.sha256
+@pytest.mark.parametrize(("name", "size"), [("qwen2.5-coder-0.5b", 491_400_064),
+                                            ("qwen2.5-coder-1.5b", 1_117_320_768)])
+def test_qwen_assembles_and_matches_its_sha256(name, size):
+    """The real files (~491 MB, ~1.1 GB): joined once into the cache ($OSCA_CACHE_DIR/models or
+    ~/.cache/osca/models), then reused; here each is hashed in full, independently of the cache's stamp."""
+    source = gguf.MODELS[name].source
+    if not _installed(*(p.package for p in source.parts)):
+        pytest.skip(INSTALL_HINT)
+    path = model_path(name)
+    assert path.stat().st_size == source.size == size
+    assert gguf._file_sha256(path) == source.sha256
     with path.open("rb") as f:
         assert f.read(4) == b"GGUF"
-    assert model_path("qwen2.5-coder-0.5b") == path
+    assert model_path(name) == path
+
+
+def test_context_window_is_the_models_own_unless_set(monkeypatch):
+    from osca.providers.local import context_window
+
+    monkeypatch.delenv("OSCA_LOCAL_N_CTX", raising=False)
+    assert context_window("qwen2.5-coder-0.5b") == context_window("qwen2.5-coder-1.5b") == 32768
+    assert context_window("smollm2-135m") == 8192
+    assert context_window("qwen2.5-coder-0.5b", 4096) == 4096
+    monkeypatch.setenv("OSCA_LOCAL_N_CTX", "6000")
+    assert context_window("qwen2.5-coder-0.5b") == 6000
+    assert context_window("qwen2.5-coder-0.5b", 3000) == 3000  # the explicit setting wins
+    monkeypatch.setenv("OSCA_LOCAL_N_CTX", "big")
+    with pytest.raises(ConfigError, match="OSCA_LOCAL_N_CTX must be a positive integer, got 'big'"):
+        context_window("qwen2.5-coder-0.5b")
+    monkeypatch.delenv("OSCA_LOCAL_N_CTX")
+    with pytest.raises(ConfigError, match="unknown local model 'gpt-17'"):
+        context_window("gpt-17")
 
 
 def test_importing_osca_loads_neither_litellm_nor_llama_cpp():
@@ -168,6 +190,14 @@ def litellm_local():
     return litellm
 
 
+def test_register_enters_the_models_in_litellms_model_map(litellm_local):
+    """Callers size prompts with LiteLLM's own tools: the context window is the model's, and the calls are free."""
+    info = litellm_local.get_model_info("local/qwen2.5-coder-1.5b")
+    assert info["max_input_tokens"] == 32768
+    assert info["input_cost_per_token"] == info["output_cost_per_token"] == 0
+    assert litellm_local.get_model_info("local/smollm2-135m")["max_input_tokens"] == 8192
+
+
 def _texts(response) -> list[str]:
     return [choice.message.content for choice in response.choices]
 
@@ -185,6 +215,33 @@ def test_completion_n_samples_reproducible_with_a_seed(litellm_local):
     assert first.usage.total_tokens == first.usage.prompt_tokens + first.usage.completion_tokens
     again = litellm_local.completion(**kwargs)
     assert _texts(again) == _texts(first)
+
+
+@needs_llama
+def test_n_samples_evaluate_the_prompt_once(litellm_local):
+    """n samples cost one prompt plus n completions: after the first sample only the prompt's last token is
+    evaluated again (counted on the real llama.cpp context), and `usage` counts the prompt once."""
+    from osca.providers import local
+
+    long_prompt = [{"role": "user", "content": "Repeat after me: " + " ".join(f"word{i}" for i in range(150))}]
+    kwargs = dict(model="local/smollm2-135m", messages=long_prompt, max_tokens=5, temperature=0.8, seed=3)
+    one = litellm_local.completion(**kwargs)  # loads the model
+    llama = local._load("smollm2-135m", n_ctx=local.context_window("smollm2-135m"),
+                        n_threads=local.default_threads()).llama
+    evaluated: list[int] = []
+    real_eval = llama.eval
+    llama.eval = lambda tokens: (evaluated.append(len(tokens)), real_eval(tokens))[1]
+    try:
+        four = litellm_local.completion(**kwargs, n=4)
+    finally:
+        del llama.eval
+    prompt = one.usage.prompt_tokens
+    assert prompt > 150 and four.usage.prompt_tokens == prompt
+    # one whole prompt, then per sample its completion tokens and, for samples 2..4, the prompt's last token
+    assert sum(evaluated) <= prompt + four.usage.completion_tokens + 3
+    assert max(evaluated) == prompt
+    # the first sample does not depend on the call before it (the prompt is evaluated from an empty cache)
+    assert _texts(four)[0] == _texts(one)[0]
 
 
 @needs_llama

