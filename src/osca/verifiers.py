@@ -25,9 +25,10 @@ from pydantic import BaseModel, Field
 
 from .exceptions import ConfigError
 from .sandbox.container import DockerSandbox, Job, JobResult, Sandbox, _escapes
+from .sandbox.image import ensure_image
 
-__all__ = ["PatchVerifier", "Status", "UnitTestVerifier", "Verdict", "Verifier", "expected_test_ids",
-           "patch_paths", "patch_setup", "pytest_command"]
+__all__ = ["PatchVerifier", "Status", "UnitTestVerifier", "Verdict", "Verifier", "check_sandbox",
+           "expected_test_ids", "patch_paths", "patch_setup", "pytest_command"]
 
 
 class Status(StrEnum):
@@ -63,11 +64,23 @@ class Verdict(BaseModel):
 
 @runtime_checkable
 class Verifier(Protocol):
-    """Anything that turns a candidate (source text) into a `Verdict`."""
+    """Anything that turns a candidate (source text) into a `Verdict`. It may also have a cheap `check()`
+    that raises when it cannot verify anything (no Docker, no image); the sampler runs it before paying for a
+    sample (issue 11)."""
 
     def verify(self, candidate: str) -> Verdict: ...
 
     async def averify(self, candidate: str) -> Verdict: ...
+
+
+def check_sandbox(sandbox: Sandbox) -> None:
+    """Raise `SandboxUnavailable` / `ImageMissing` now when `sandbox` cannot run a job: a sandbox's own
+    `check()` when it has one, else for Docker whether the daemon answers and the image is there."""
+    check = getattr(sandbox, "check", None)
+    if check is not None:
+        check()
+    elif isinstance(sandbox, DockerSandbox):
+        ensure_image(sandbox.client, sandbox._image())
 
 
 TESTS_FILE = "test_solution.py"
@@ -160,6 +173,10 @@ class UnitTestVerifier:
         self.wall_clock = wall_clock
         self.test_command = pytest_command(timeout, TESTS_FILE)
 
+    def check(self) -> None:
+        """Raise before any sample is paid for when the sandbox cannot run the tests (`check_sandbox`)."""
+        check_sandbox(self.sandbox)
+
     def job(self, candidate: str) -> Job:
         return Job(files={"solution.py": candidate, TESTS_FILE: self.tests}, argv=self.test_command,
                    wall_clock=self.wall_clock, junit=True)
@@ -237,6 +254,10 @@ class PatchVerifier:
         self.sandbox = sandbox or DockerSandbox()
         self.wall_clock = wall_clock
         self.test_patch = test_patch
+
+    def check(self) -> None:
+        """Raise before any sample is paid for when the sandbox cannot run the tests (`check_sandbox`)."""
+        check_sandbox(self.sandbox)
 
     def job(self, patch: str) -> Job:
         files, setup = patch_setup(patch, *([self.test_patch] if self.test_patch else []))
