@@ -1,14 +1,17 @@
 """Final patch selection, as Agentless does it: fewest regressions, then the reproduction test, then a
-majority vote over normalized patches."""
+majority vote over normalized patches; `select_patch` is that cascade of osca selectors (`PATCH_SELECTOR`)."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-__all__ = ["PatchCandidate", "Selection", "select_patch"]
+from osca.selectors import select_by_score, select_majority
+
+__all__ = ["PATCH_SELECTOR", "PatchCandidate", "Selection", "select_patch", "select_same_patch"]
 
 
 class PatchCandidate(BaseModel):
@@ -46,29 +49,64 @@ class Selection(BaseModel):
     reason: str
 
 
+def _usable(c: PatchCandidate) -> float:
+    """A patch that may be chosen: it has a normalized form and did not fail to apply."""
+    return 0.0 if c.key and c.applies is not False else -math.inf
+
+
+def _fewest_regressions(c: PatchCandidate) -> float:
+    """Fewer failing regression tests rank higher; a patch they did not run on ranks below every tested one."""
+    return -math.inf if c.regressions is None else -len(c.regressions)
+
+
+def _reproduced(c: PatchCandidate) -> float:
+    return 1.0 if c.reproduction else 0.0
+
+
+class select_same_patch(select_majority):  # noqa: N801  (named like osca's selectors)
+    """Keep the most frequent normalized patch (`key`); candidates without one do not vote."""
+
+    def vote(self, candidate: PatchCandidate) -> str | None:  # type: ignore[override]
+        return candidate.key or None
+
+    def __repr__(self) -> str:
+        return "select_same_patch"
+
+
+_USABLE, _FEWEST, _REPRODUCED = (select_by_score(_usable), select_by_score(_fewest_regressions),
+                                 select_by_score(_reproduced))
+_VOTE = select_same_patch()
+PATCH_SELECTOR = _USABLE | _FEWEST | _REPRODUCED | _VOTE
+"""Agentless's selection as a cascade: each step keeps the candidates it prefers, and keeps them all when it
+prefers none (when no patch passes the reproduction test, the vote decides among the rest)."""
+
+_SAID = {
+    _USABLE: lambda kept, best: f"{kept} usable",
+    _FEWEST: lambda kept, best: "no regression tests run" if best.regressions is None else
+    f"{kept} with {len(best.regressions)} regression(s)",
+    _REPRODUCED: lambda kept, best: f"{kept} pass the reproduction test" if best.reproduction else
+    "none passes the reproduction test",
+}
+"""What a step that kept `kept` candidates says, given the chosen one (the vote's message is written apart)."""
+
+
 def select_patch(candidates: Sequence[PatchCandidate]) -> Selection:
-    """Keep patches that applied; of those, the ones with the fewest regressions; of those, the ones the
-    reproduction test calls resolved (when any are); then the most frequent normalized patch (ties: the one
-    drawn first). Returns the first candidate of the winning group."""
-    pool = [i for i, c in enumerate(candidates) if c.key and c.applies is not False]
-    if not pool:
+    """`PATCH_SELECTOR` over the candidates: the first survivor (the one drawn first) is chosen when it may be
+    chosen at all. `votes` counts the normalized patches among the vote's finalists; `reason` says what each
+    step kept."""
+    pool = list(candidates)
+    steps = PATCH_SELECTOR.trace(pool)  # type: ignore[arg-type]
+    survivors = steps[-1][1] if steps else pool
+    if not survivors or _usable(survivors[0]) < 0:
         return Selection(patch="", candidate=None, votes={}, reason="no candidate produced an applicable patch")
-    steps = []
-    tested = [i for i in pool if candidates[i].regressions is not None]
-    if tested:
-        fewest = min(len(candidates[i].regressions or []) for i in tested)
-        pool = [i for i in tested if len(candidates[i].regressions or []) == fewest]
-        steps.append(f"{len(pool)} with {fewest} regression(s)")
-    resolved = [i for i in pool if candidates[i].reproduction]
-    if resolved:
-        pool = resolved
-        steps.append(f"{len(pool)} pass the reproduction test")
-    votes = Counter(candidates[i].key for i in pool)
-    top = max(votes.values())
-    winner = next(i for i in pool if votes[candidates[i].key] == top)
-    steps.append(f"majority {top} of {len(pool)}")
-    first = {}
-    for i in pool:
-        first.setdefault(candidates[i].key, i)
-    return Selection(patch=candidates[winner].patch, candidate=winner,
-                     votes={first[key]: n for key, n in votes.items()}, reason="; ".join(steps))
+    winner, position = survivors[0], {id(c): i for i, c in enumerate(pool)}
+    finalists = steps[-2][1] if len(steps) > 1 and steps[-1][0] is _VOTE else survivors
+    votes = Counter(c.key for c in finalists)
+    first: dict[str, int] = {}
+    for c in finalists:
+        first.setdefault(c.key, position[id(c)])
+    said = [f"majority {votes[winner.key]} of {len(finalists)}" if step is _VOTE else _SAID[step](len(kept), winner)
+            for step, kept in steps]
+    reason = "; ".join(said) or "the only candidate"
+    return Selection(patch=winner.patch, candidate=position[id(winner)],
+                     votes={first[key]: n for key, n in votes.items()}, reason=reason)

@@ -45,6 +45,11 @@ class Selector:
     def __ror__(self, other: SelectFn) -> Selector:
         return _Cascade([*_as_selector(other)._parts(), *self._parts()])
 
+    def trace(self, candidates: list[Candidate]) -> list[tuple[Selector, list[Candidate]]]:
+        """Each step of the selection with the candidates left after it, to explain a choice: one step, or
+        one per part of a cascade until a single candidate is left (a step that keeps none keeps all)."""
+        return [(self, self(candidates) or candidates)]
+
     def _parts(self) -> list[Selector]:
         return [self]
 
@@ -54,11 +59,17 @@ class _Cascade(Selector):
         self.parts = list(parts)
 
     def __call__(self, candidates: list[Candidate]) -> list[Candidate]:
+        steps = self.trace(candidates)
+        return steps[-1][1] if steps else candidates
+
+    def trace(self, candidates: list[Candidate]) -> list[tuple[Selector, list[Candidate]]]:
+        steps = []
         for part in self.parts:
             if len(candidates) <= 1:
                 break
             candidates = part(candidates) or candidates
-        return candidates
+            steps.append((part, candidates))
+        return steps
 
     def _parts(self) -> list[Selector]:
         return self.parts

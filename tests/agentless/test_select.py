@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import random
+from collections import Counter
+
 import pytest
 
 from osca.agents.agentless.graph import AgentlessSettings, default_repair
-from osca.agents.agentless.select import PatchCandidate, select_patch
+from osca.agents.agentless.select import PATCH_SELECTOR, PatchCandidate, select_patch
 
 
 def cand(key: str, *, regressions=(), reproduction=None, applies=True, error=None) -> PatchCandidate:
@@ -40,6 +43,44 @@ def test_a_reproduction_failure_does_not_remove_every_candidate() -> None:
     """When no candidate passes the reproduction test, the regression-free ones still go to the vote."""
     sel = select_patch([cand("a", reproduction=False), cand("b", reproduction=False), cand("b", reproduction=False)])
     assert sel.candidate == 1
+
+
+def agentless_rule(cands: list[PatchCandidate]) -> int | None:
+    """Agentless's selection written out step by step (the oracle the cascade must agree with)."""
+    pool = [i for i, c in enumerate(cands) if c.key and c.applies is not False]
+    if not pool:
+        return None
+    tested = [i for i in pool if cands[i].regressions is not None]
+    if tested:
+        fewest = min(len(cands[i].regressions) for i in tested)
+        pool = [i for i in tested if len(cands[i].regressions) == fewest]
+    pool = [i for i in pool if cands[i].reproduction] or pool
+    votes = Counter(cands[i].key for i in pool)
+    return next(i for i in pool if votes[cands[i].key] == max(votes.values()))
+
+
+def test_the_cascade_chooses_what_agentless_rule_chooses() -> None:
+    rng = random.Random(14)
+    for _ in range(300):
+        cands = [cand(rng.choice(["", "a", "b", "c"]), applies=rng.choice([True, False, None]),
+                      regressions=rng.choice([None, (), ("t1",), ("t1", "t2")]),
+                      reproduction=rng.choice([None, False, True])) for _ in range(rng.randint(1, 7))]
+        sel = select_patch(cands)
+        assert sel.candidate == agentless_rule(cands), cands
+        assert sel.patch == ("" if sel.candidate is None else cands[sel.candidate].patch)
+        if sel.candidate is not None:  # the cascade is an osca selector like any other: it picks the same one
+            assert PATCH_SELECTOR(cands)[0] is cands[sel.candidate]
+
+
+def test_the_reason_says_what_each_step_kept() -> None:
+    cands = [cand("", error="bad"), cand("a", regressions=["t1"]), cand("b", reproduction=False),
+             cand("b", reproduction=False), cand("c", reproduction=False)]
+    sel = select_patch(cands)
+    assert sel.candidate == 2 and sel.votes == {2: 2, 4: 1}
+    assert sel.reason == ("4 usable; 3 with 0 regression(s); none passes the reproduction test; majority 2 of 3")
+    assert [len(kept) for _, kept in PATCH_SELECTOR.trace(cands)] == [4, 3, 3, 2]
+    # a cascade stops once one candidate is left
+    assert [len(kept) for _, kept in PATCH_SELECTOR.trace([cand("a"), cand("")])] == [1]
 
 
 def test_settings_reject_location_sets_beyond_the_samples() -> None:
