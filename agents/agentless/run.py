@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
-from osca._jsonl import append_record, whole_lines
+from osca.jsonl import append_record, whole_lines
 from osca.exceptions import ConfigError, DataError, OscaError
 from osca.ledger import Caps, Ledger, Spend
 from osca.sandbox.container import Sandbox

@@ -30,7 +30,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
 
-from osca._jsonl import append_record, whole_lines
+from osca.jsonl import append_record, whole_lines
 from osca.exceptions import DataError
 
 __all__ = ["DEFAULT_DATASET", "GITHUB_URL", "Prediction", "SWEInstance", "append_prediction", "checkout",

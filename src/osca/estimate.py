@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._jsonl import append_record, whole_lines
+from .jsonl import append_record, whole_lines
 from .allocation import Allocation
 from .configs import SamplingConfig
 from .counts import CountMatrix

@@ -1,5 +1,6 @@
 """Append-only JSON-lines logs that survive a crash: every record is on disk before the next, and a record
-torn by a crash mid-write is cut off before writing resumes."""
+torn by a crash mid-write is cut off before writing resumes. Public, so that applications built on osca (the
+Agentless run directory) keep their logs the same way."""
 
 from __future__ import annotations
 
