@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from osca import Allocation, SamplingConfig
 from osca.counts import read_json
-from osca.exceptions import ConfigError
+from osca.exceptions import ConfigError, OscaError
 
 __all__ = ["app"]
 
@@ -113,37 +113,134 @@ def run(
 
 @app.command()
 def evaluate(
-    predictions: Annotated[Path, typer.Argument(help="all_preds.jsonl (SWE-bench's predictions format).")],
+    predictions: Annotated[str, typer.Argument(
+        help="all_preds.jsonl (SWE-bench's predictions format), or `gold` / `empty` for the instances' gold patch "
+             "or the empty patch (the harness's own sanity checks).")],
     instances: InstancesOpt = "princeton-nlp/SWE-bench_Lite",
+    split: Annotated[str, typer.Option(help="Dataset split (hub datasets only).")] = "test",
+    ids: IdsOpt = None,
+    run_dir: RunDirOpt = Path("runs/agentless"),
+    image: Annotated[str, typer.Option(
+        help="`env`: the image `osca agentless env build` made for each instance; `swebench`: SWE-bench's own "
+             "per-instance images (pulled by you); anything else: one image following the same contract.")] = "env",
+    network: Annotated[bool, typer.Option(
+        help="Give the tests network access (SWE-bench's harness does; some instances' tests need it).")] = False,
+    wall_clock: Annotated[float, typer.Option(help="Seconds the tests of one instance may run.")] = 1800.0,
+) -> None:
+    """Grade predictions as SWE-bench does, in each instance's environment image: patch (an empty one too),
+    test files reset, test_patch, the instance's test command, its log parser, FAIL_TO_PASS / PASS_TO_PASS.
+    Writes RUN_DIR/evaluation/<name>/<instance>/{report.json,test_output.txt} and a summary report."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .envs import env_sandbox, instance_image
+    from .grading import grade_patch
+    from .swebench import read_predictions
+
+    todo = _instances(instances, split, ids, None)
+    if predictions in ("gold", "empty"):
+        patches = {i.instance_id: i.patch if predictions == "gold" else "" for i in todo}
+        name = predictions
+    else:
+        preds = read_predictions(Path(predictions))
+        todo = [i for i in todo if i.instance_id in preds]
+        patches = {i: p.model_patch for i, p in preds.items()}
+        name = Path(predictions).stem
+    out = run_dir / "evaluation" / name
+    reports = {}
+    with _progress() as bar:
+        task = bar.add_task("evaluating", total=len(todo))
+        for inst in todo:
+            tag, contract = instance_image(inst, image)
+            with env_sandbox(tag, contract, network=network) as box:
+                report, result = grade_patch(inst, patches[inst.instance_id], sandbox=box, contract=contract,
+                                             wall_clock=wall_clock, network=network)
+            where = out / inst.instance_id
+            where.mkdir(parents=True, exist_ok=True)
+            (where / "report.json").write_text(json.dumps(report.to_swebench(), indent=1))
+            (where / "test_output.txt").write_text(result.output)
+            reports[inst.instance_id] = report
+            bar.console.print(f"{inst.instance_id}: {report.status}{f' ({report.error})' if report.error else ''}")
+            bar.advance(task)
+    table = Table(title=f"SWE-bench grading ({'with' if network else 'no'} network)")
+    for col in ("instance", "status", "F2P", "P2P", "seconds", "why"):
+        table.add_column(col)
+    for iid, r in reports.items():
+        table.add_row(iid, r.status, f"{len(r.fail_to_pass.success)}/{len(r.fail_to_pass.success) + len(r.fail_to_pass.failure)}",
+                      f"{len(r.pass_to_pass.success)}/{len(r.pass_to_pass.success) + len(r.pass_to_pass.failure)}",
+                      f"{r.seconds:.0f}", r.error or "")
+    Console().print(table)
+    summary = {"total_instances": len(todo), "network": network, "image": image,
+               "resolved_ids": [i for i, r in reports.items() if r.resolved],
+               "unresolved_ids": [i for i, r in reports.items() if not r.resolved and not r.error],
+               "error_ids": [i for i, r in reports.items() if r.error],
+               "empty_patch_ids": [i for i, r in reports.items() if not r.patch_exists]}
+    (out / "report.json").write_text(json.dumps(summary, indent=1))
+    typer.echo(f"resolved {len(summary['resolved_ids'])}/{len(reports)}; report: {out / 'report.json'}")
+
+
+env_app = typer.Typer(help="Per-instance test environments: build them offline, check an image.",
+                      no_args_is_help=True)
+app.add_typer(env_app, name="env")
+
+
+@env_app.command("build")
+def env_build(
+    instances: Annotated[str, typer.Argument(help="A SWE-bench jsonl file, or a hub dataset.")],
     split: Annotated[str, typer.Option(help="Dataset split (hub datasets only).")] = "test",
     ids: IdsOpt = None,
     repos: ReposOpt = None,
     run_dir: RunDirOpt = Path("runs/agentless"),
-    image: ImageOpt = None,
+    force: Annotated[bool, typer.Option(help="Rebuild images that exist.")] = False,
 ) -> None:
-    """Check predictions locally: patch + test_patch, FAIL_TO_PASS and PASS_TO_PASS in the sandbox. (For the
-    real benchmark use SWE-bench's harness, which has an environment image per instance.)"""
-    from rich.console import Console
-    from rich.table import Table
-
-    from .run import evaluate_predictions
-    from .swebench import read_predictions
+    """Build each instance's environment image from the spec table (root, debootstrap, PyPI; never pulls)."""
+    from .envs import build_env_image
+    from .run import repo_source
+    from .swebench import GITHUB_URL, _mirror
 
     todo = _instances(instances, split, ids, None)
-    predicted = read_predictions(predictions)
-    todo = [i for i in todo if i.instance_id in predicted]
+    failed = {}
     with _progress() as bar:
-        task = bar.add_task("evaluating", total=len(todo))
-        verdicts = evaluate_predictions(todo, predictions, run_dir=run_dir, repos=repos, sandbox=_sandbox(image),
-                                        on_instance=lambda *_: bar.advance(task))
-    table = Table(title="local evaluation")
-    for col in ("instance", "status", "why"):
-        table.add_column(col)
-    for iid, v in verdicts.items():
-        table.add_row(iid, "resolved" if v.passed else v.status.value, v.detail.splitlines()[0] if v.detail else "")
-    Console().print(table)
-    resolved = sum(v.passed for v in verdicts.values())
-    typer.echo(f"resolved {resolved}/{len(verdicts)}")
+        task = bar.add_task("environments", total=len(todo))
+        for inst in todo:
+            def step(line: str, iid: str = inst.instance_id) -> None:
+                bar.update(task, description=f"{iid}: {line[:60]}")
+
+            try:
+                source = repo_source(repos, inst) or _mirror(inst, run_dir / "repos", GITHUB_URL)
+                tag = build_env_image(inst, source, force=force, progress=step)
+                bar.console.print(f"{inst.instance_id}: {tag}")
+            except OscaError as e:
+                failed[inst.instance_id] = str(e)
+                bar.console.print(f"{inst.instance_id}: failed: {e}")
+            bar.advance(task)
+    typer.echo(f"{len(todo) - len(failed)} built or present, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+@env_app.command("check")
+def env_check(
+    image: Annotated[str, typer.Argument(help="An image name, e.g. one `env build` printed.")],
+    official: Annotated[bool, typer.Option(
+        help="Check against SWE-bench's images' contract (everything owned by root) instead of osca's.")] = False,
+) -> None:
+    """Check that IMAGE follows the environment contract: the repository at /testbed (a clean git work tree,
+    writable), the env's python and pytest first once activated."""
+    from .envs import CONTRACT, OFFICIAL_CONTRACT, check_image, env_sandbox
+
+    contract = OFFICIAL_CONTRACT if official else CONTRACT
+    with env_sandbox(image, contract) as box:
+        facts, problems = check_image(box, contract)
+    for key, value in facts.items():
+        typer.echo(f"{key}: {value}")
+    for problem in problems:
+        typer.echo(f"problem: {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{image}: follows the contract ({contract.testbed}, {contract.env}, user {contract.user})")
 
 
 @app.command()

@@ -26,8 +26,8 @@ from ..exceptions import ImageMissing, SandboxError, SandboxUnavailable
 if TYPE_CHECKING:
     import docker
 
-__all__ = ["DEFAULT_MIRROR", "REPOSITORY", "SUITE", "build_image", "docker_client", "ensure_image", "image_tag",
-           "recipe_dir"]
+__all__ = ["DEFAULT_MIRROR", "PYTHON_SUITES", "REPOSITORY", "SUITE", "bootstrap_root", "build_image", "docker_client",
+           "ensure_image", "image_tag", "import_root", "in_root", "recipe_dir", "suite_for_python"]
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -255,65 +255,117 @@ def _terminate(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _build(client: docker.DockerClient, *, force: bool, say: Progress) -> str:
-    recipe = recipe_dir()
-    tag = image_tag(recipe)
-    old = _image_exists(client, tag)
-    if old and not force:
-        say(f"{tag} is already built")
-        return tag
+PYTHON_SUITES = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
+"""The Debian suite whose `python3` is each Python version (what an environment image of that version uses)."""
 
+
+def suite_for_python(version: str) -> str:
+    """The Debian suite that ships `python3` at `version` ("3.9" -> bullseye); SandboxError for any other."""
+    suite = PYTHON_SUITES.get(version)
+    if suite is None:
+        raise SandboxError(f"no Debian suite ships Python {version} as its python3 (known: "
+                           f"{', '.join(f'{v} ({s})' for v, s in PYTHON_SUITES.items())})")
+    return suite
+
+
+def _build_tools() -> dict[str, str]:
+    """Paths of debootstrap, chroot and tar; SandboxError unless root and all three are there."""
     if os.geteuid() != 0:
-        raise SandboxError("building the sandbox image needs root (debootstrap, chroot): run "
+        raise SandboxError("building a sandbox image needs root (debootstrap, chroot): run "
                            "`sudo .venv/bin/osca sandbox build`, or, with a registry, "
-                           f"`docker build -t {tag} sandboxes/base`")
+                           f"`docker build -t {image_tag()} sandboxes/base`")
     tools = {name: _which(name) for name in ("debootstrap", "chroot", "tar")}
     if tools["debootstrap"] is None:
         raise SandboxError("debootstrap is not installed; install it with `apt-get install debootstrap` "
                            "(or `sudo bash sandboxes/ensure-docker.sh`)")
     missing = [name for name, path in tools.items() if path is None]
     if missing:
-        raise SandboxError(f"building the sandbox image needs {', '.join(missing)} on PATH")
+        raise SandboxError(f"building a sandbox image needs {', '.join(missing)} on PATH")
+    return tools  # type: ignore[return-value]
 
-    packages = _packages(recipe)
-    mirror = os.environ.get("OSCA_DEBIAN_MIRROR") or DEFAULT_MIRROR
+
+def _build_env() -> dict[str, str]:
     env = {"PATH": _SYSTEM_PATH, "LANG": "C", "LC_ALL": "C", "HOME": "/root", "DEBIAN_FRONTEND": "noninteractive"}
-    if "http_proxy" in os.environ:
-        env["http_proxy"] = os.environ["http_proxy"]
+    for name in ("http_proxy", "https_proxy", "no_proxy"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
 
-    workdir = Path(tempfile.mkdtemp(prefix="osca-sandbox-build-"))
+
+def bootstrap_root(root: Path, *, suite: str = SUITE, packages: Sequence[str] = (),
+                   progress: Progress | None = None) -> None:
+    """Make a Debian `suite` root file system at `root`: debootstrap --variant=minbase the recipe's packages plus
+    `packages`, then the recipe's setup.sh in it (users 1000 and 1001, /scratch, /job, no caches). Needs root."""
+    say: Progress = progress or (lambda _msg: None)
+    tools, env = _build_tools(), _build_env()
+    recipe = recipe_dir()
+    wanted = list(dict.fromkeys([*_packages(recipe), *packages]))
+    mirror = os.environ.get("OSCA_DEBIAN_MIRROR") or DEFAULT_MIRROR
+    say(f"debootstrap {suite} from {mirror} ({', '.join(wanted)})")
+    _run([tools["debootstrap"], "--variant=minbase", f"--include={','.join(wanted)}", suite, str(root), mirror],
+         "debootstrap", say, echo_prefix="I:", env=env)
+    say("running setup.sh in the new root")
+    script = root / "tmp" / "osca-setup.sh"
+    shutil.copyfile(recipe / "setup.sh", script)
+    _run([tools["chroot"], str(root), "/bin/sh", "/tmp/osca-setup.sh"], "setup.sh", say, env=env)
+    script.unlink(missing_ok=True)
+
+
+def in_root(root: Path, script: str, what: str, progress: Progress | None = None, *,
+            echo_prefix: str | None = None) -> None:
+    """Run a POSIX shell `script` as root inside the root file system `root` (chroot, the host's network)."""
+    tools, env = _build_tools(), _build_env()
+    resolv = root / "etc" / "resolv.conf"
+    if Path("/etc/resolv.conf").is_file():  # name resolution for pip inside the root
+        resolv.unlink(missing_ok=True)
+        shutil.copyfile("/etc/resolv.conf", resolv)
+    _run([tools["chroot"], str(root), "/bin/sh", "-c", script], what, progress or (lambda _msg: None),
+         echo_prefix=echo_prefix, env=env)
+
+
+def import_root(client: docker.DockerClient, root: Path, tag: str, *, changes: Sequence[str] = IMAGE_CHANGES,
+                labels: dict[str, str] | None = None, progress: Progress | None = None) -> str:
+    """Pack the root file system `root` and `docker import` it as `tag` with `changes` and `labels`; an image
+    it replaces is removed unless a container still uses it."""
+    say: Progress = progress or (lambda _msg: None)
+    tools = _build_tools()
+    say("packing the root file system")
+    tarball = root.with_name(root.name + ".tar")
     try:
-        root = workdir / "root"
-        say(f"debootstrap {SUITE} from {mirror} ({', '.join(packages)})")
-        _run([tools["debootstrap"], "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(root),
-              mirror], "debootstrap", say, echo_prefix="I:", env=env)
-
-        say("running setup.sh in the new root")
-        script = root / "tmp" / "osca-setup.sh"
-        shutil.copyfile(recipe / "setup.sh", script)
-        _run([tools["chroot"], str(root), "/bin/sh", "/tmp/osca-setup.sh"], "setup.sh", say, env=env)
-        script.unlink(missing_ok=True)
-
-        say("packing the root file system")
-        tarball = workdir / "rootfs.tar"
         _run([tools["tar"], "-C", str(root), "--numeric-owner", "--exclude=./proc/*", "--exclude=./sys/*",
-              "--exclude=./dev/*", "-cf", str(tarball), "."], "tar", say, env=env)
-
+              "--exclude=./dev/*", "-cf", str(tarball), "."], "tar", say, env=_build_env())
         say(f"importing into Docker as {tag}")
-        previous = client.images.get(tag).id if old else None
+        previous = client.images.get(tag).id if _image_exists(client, tag) else None
         repository, _, version = tag.partition(":")
         try:
             client.api.import_image(src=str(tarball), repository=repository, tag=version,
-                                    changes=[*IMAGE_CHANGES, f"LABEL osca.recipe={version.removeprefix('base-')}"])
+                                    changes=[*changes, *(f"LABEL {k}={v}" for k, v in (labels or {}).items())])
         except Exception as e:
-            raise SandboxError(f"docker import of the sandbox image failed: {_one_line(e)}") from None
-        if not _image_exists(client, tag):
-            raise SandboxError(f"docker import finished but {tag} is not there")
-        if previous is not None and client.images.get(tag).id != previous:
-            try:  # the replaced image is now untagged; drop it unless a container still uses it
-                client.images.remove(previous)
-            except Exception:
-                pass
+            raise SandboxError(f"docker import of {tag} failed: {_one_line(e)}") from None
+    finally:
+        tarball.unlink(missing_ok=True)
+    if not _image_exists(client, tag):
+        raise SandboxError(f"docker import finished but {tag} is not there")
+    if previous is not None and client.images.get(tag).id != previous:
+        try:  # the replaced image is now untagged; drop it unless a container still uses it
+            client.images.remove(previous)
+        except Exception:
+            pass
+    return tag
+
+
+def _build(client: docker.DockerClient, *, force: bool, say: Progress) -> str:
+    tag = image_tag()
+    if _image_exists(client, tag) and not force:
+        say(f"{tag} is already built")
+        return tag
+    _build_tools()
+    workdir = Path(tempfile.mkdtemp(prefix="osca-sandbox-build-"))
+    try:
+        root = workdir / "root"
+        bootstrap_root(root, progress=say)
+        import_root(client, root, tag, labels={"osca.recipe": tag.partition(":")[2].removeprefix("base-")},
+                    progress=say)
     finally:
         say("removing temporary files")
         _cleanup(workdir)
