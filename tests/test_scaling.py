@@ -16,8 +16,8 @@ import pytest
 
 from osca import Allocation, BudgetError, ConfigError, CountMatrix, DataError, SamplingConfig, load_counts
 from osca.evaluate import expected_pass
-from osca.scaling import (CoverageCurve, allocation_curve, config_curve, fit_power_law, learned_curve,
-                          recommend_budget, scale_allocation)
+from osca.scaling import (CoverageCurve, DistributionFit, allocation_curve, config_curve, fit_distribution,
+                          fit_pass_rates, fit_power_law, learned_curve, recommend_budget, scale_allocation)
 from test_cli import run  # the installed entry point, as a user runs it
 
 # "good" solves problems p0..p3 in 0, 1, 2, 4 of 4 runs; "bad" never does better on any problem.
@@ -62,8 +62,9 @@ def test_config_curve_is_the_unbiased_pass_at_k():
 def test_config_curve_beyond_the_runs_is_flagged():
     curve = config_curve(small(), "good", [2, 6])
     assert curve.extrapolated == ("good",)
-    # plug-in (1 - c/n)^k at k = 6 > n = 4
-    assert curve.coverage[1] == pytest.approx(np.mean([1 - (1 - c / 4) ** 6 for c in GOOD]))
+    # held at the 4 recorded runs beyond them: the problems some run solved
+    assert curve.coverage[1] == pytest.approx(0.75)
+    assert curve.recorded.tolist() == [True, False]
 
 
 def test_config_curve_rejects_bad_input():
@@ -82,6 +83,24 @@ def test_scale_allocation_keeps_the_mix(k, expected):
     assert scale_allocation(Allocation({"a": 3, "b": 1}), k) == Allocation(expected)
 
 
+def test_scale_allocation_only_adds_samples_and_gives_the_allocation_back():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        alloc = Allocation({f"c{i}": int(v) for i, v in enumerate(rng.integers(0, 9, size=5))} | {"z": 1})
+        xs = [scale_allocation(alloc, k).vector(sorted(alloc)) for k in range(1, 2 * alloc.total + 1)]
+        assert all((b >= a).all() and b.sum() == a.sum() + 1 for a, b in zip(xs, xs[1:]))
+        assert scale_allocation(alloc, alloc.total) == alloc
+
+
+def test_allocation_curve_never_falls_past_the_recorded_runs():
+    # issue 13: the plug-in estimate beyond the runs dropped coverage from k = 9 to k = 10
+    rng = np.random.default_rng(1)
+    m = CountMatrix(("a", "b"), tuple(f"p{j}" for j in range(40)), rng.binomial(9, rng.beta(0.3, 2, (2, 40))), 9)
+    curve = allocation_curve(m, Allocation({"a": 7, "b": 2}), range(1, 31))
+    assert (np.diff(curve.coverage) >= -1e-12).all()
+    assert curve.recorded[:9].all() and not curve.recorded[-1]
+
+
 def test_allocation_curve_is_the_product_form():
     m = small()
     alloc = Allocation({"good": 1, "bad": 1})
@@ -98,7 +117,7 @@ def test_allocation_curve_scales_the_mix_up_to_its_total_and_beyond():
     assert allocation_curve(m, alloc).k.tolist() == [1, 2]  # default: 1 .. C
     curve = allocation_curve(m, alloc, [8, 10])
     assert curve.coverage[0] == pytest.approx(expected_pass(m, Allocation({"good": 4, "bad": 4})).value)
-    assert curve.extrapolated == ("bad", "good")  # 5 samples of each exceed their 4 runs: plug-in, flagged
+    assert curve.extrapolated == ("bad", "good")  # 5 samples of each exceed their 4 runs: held there, flagged
 
 
 def test_learned_curve_on_a_dominated_configuration_is_the_best_ones_curve():
@@ -181,6 +200,69 @@ def test_fit_drops_coverage_zero_and_one():
 def test_fit_rejects_what_it_cannot_fit(k, c, kw, match):
     with pytest.raises(DataError, match=match):
         fit_power_law(k, c, **kw)
+
+
+# ------------------------------------------------------------------------------------ the distributional fit
+
+
+def zib_counts(w0: float, a: float, b: float, runs: int, n_problems: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    p = np.where(rng.random(n_problems) < w0, 0.0, rng.beta(a, b, n_problems))
+    return rng.binomial(runs, p)
+
+
+def test_distribution_fit_formula():
+    fit = DistributionFit(0.2, 0.5, 2.0, 1.0, 1.0, 8.0, 0, "counts")
+    # E[(1 - p)^2] under Beta(0.5, 2) = b (b + 1) / ((a + b)(a + b + 1)) = 2 * 3 / (2.5 * 3.5)
+    assert fit.predict(2) == pytest.approx(0.8 * (1 - 6 / 8.75))
+    assert fit.predict(1e9) == pytest.approx(0.8, abs=1e-3)  # the ceiling 1 - w0
+    k = fit.budget_for(0.5)
+    assert fit.predict(k) == pytest.approx(0.5) and fit.predict(k * 0.99) < 0.5
+    assert fit.budget_for(0.8) == math.inf and fit.extrapolates(16) and not fit.extrapolates(4)
+
+
+def test_fit_pass_rates_recovers_the_distribution():
+    correct = zib_counts(0.4, 0.3, 1.5, runs=16, n_problems=4000, seed=0)
+    fit = fit_pass_rates(correct, 16)
+    assert fit.w0 == pytest.approx(0.4, abs=0.04)
+    assert fit.a == pytest.approx(0.3, rel=0.2) and fit.b == pytest.approx(1.5, rel=0.3)
+    truth = DistributionFit(0.4, 0.3, 1.5, 1.0, 1.0, 16.0, 0, "counts")
+    assert abs(fit.predict(64) - truth.predict(64)) < 0.01
+
+
+def test_fit_pass_rates_on_the_first_runs_forecasts_the_rest():
+    correct = zib_counts(0.3, 0.25, 2.0, runs=16, n_problems=3000, seed=1)
+    measured = (correct > 0).mean()  # the unbiased pass@16 with 16 runs
+    dist = fit_pass_rates(correct, 16, use_runs=4)
+    curve = config_curve(CountMatrix(("a",), tuple(map(str, range(3000))), [correct], 16), "a")
+    law = curve.fit(4)
+    assert dist.k_max == 4 and dist.extrapolates(16)
+    assert abs(dist.predict(16) - measured) < abs(law.predict(16) - measured) / 2
+
+
+def test_fit_distribution_on_a_curve_recovers_it():
+    truth = DistributionFit(0.3, 0.4, 1.2, 1.0, 1.0, 8.0, 0, "curve")
+    ks = np.arange(1, 9)
+    fit = fit_distribution(ks, truth.predict(ks))
+    np.testing.assert_allclose(fit.predict([16, 64]), truth.predict([16, 64]), atol=2e-3)
+    assert fit.n_points == 8 and fit.source == "curve"
+
+
+def test_distribution_fit_rejects_what_it_cannot_fit():
+    with pytest.raises(DataError, match="no run succeeded"):
+        fit_pass_rates([0, 0, 0], 4)
+    with pytest.raises(DataError, match="correct <= runs"):
+        fit_pass_rates([5], 4)
+    with pytest.raises(DataError, match="two or more"):
+        fit_distribution([1, 2, 3], [0.1, 0.2, 0.3], fit_max_k=1)
+    with pytest.raises(ConfigError, match="unknown fit method"):
+        config_curve(small(), "good").fit(method="spline")
+
+
+def test_config_curve_distribution_fit_uses_the_counts():
+    fit = config_curve(small(), "good").fit(method="distribution")
+    assert fit.source == "counts" and fit.to_dict()["method"] == "distribution"
+    assert fit.predict(1) == pytest.approx(7 / 16, abs=0.02)
 
 
 # ------------------------------------------------------------------------------------------------ the advisor

@@ -26,16 +26,16 @@ import numpy as np
 
 from .allocation import Allocation
 from .counts import CountMatrix, CountSplit
-from .evaluate import bootstrap_ci, expected_pass
+from .evaluate import bootstrap_ci, budget_unit, expected_pass
 from .exceptions import BudgetError, ConfigError, DataError
 from .learn import learn_allocation
 
 if TYPE_CHECKING:
     from .sampler import Candidate
 
-__all__ = ["BudgetAdvice", "CoverageCurve", "PowerLawFit", "PrecisionReport", "PrecisionRow", "allocation_curve",
-           "config_curve", "fit_power_law", "learned_curve", "precision_report", "recommend_budget",
-           "scale_allocation"]
+__all__ = ["BudgetAdvice", "CoverageCurve", "DistributionFit", "PowerLawFit", "PrecisionReport", "PrecisionRow",
+           "allocation_curve", "config_curve", "extrapolation_check", "fit_distribution", "fit_pass_rates",
+           "fit_power_law", "learned_curve", "precision_report", "recommend_budget", "scale_allocation"]
 
 
 # ------------------------------------------------------------------------------------------------ curves
@@ -56,8 +56,15 @@ class CoverageCurve:
         unit_cost: cost of one unit of k (a configuration's cost, a mix's mean cost; 1 for cost-unit budgets).
         ceiling: fraction of problems some recorded run of the curve's configurations solved (all
             configurations for a learned curve): the most the counts can vouch for at any k.
-        extrapolated: configurations asked for more samples than they have runs somewhere (plug-in estimate).
+        extrapolated: configurations asked for more samples than they have runs somewhere (estimate held at
+            the runs: see `recorded`).
         level: the band's confidence level.
+        recorded: shape (m,), True where no configuration was asked for more samples than it has runs: the
+            unbiased estimate. Beyond, the estimate is held at the recorded runs and forecasts come from a fit.
+        counts: for a single configuration, its (correct, runs) per problem, shape (n_problems,) each, and the
+            samples one unit of k buys: the distributional fit uses them (beta-binomial likelihood) instead of
+            the curve.
+        unit: what k counts: "samples" or "cost units".
     """
 
     label: str
@@ -70,15 +77,44 @@ class CoverageCurve:
     unit_cost: float = 1.0
     extrapolated: tuple[str, ...] = ()
     level: float = 0.95
+    recorded: np.ndarray | None = field(default=None, repr=False)
+    counts: tuple[np.ndarray, np.ndarray, float] | None = field(default=None, repr=False)
+    unit: str = "samples"
 
-    def fit(self, fit_max_k: float | None = None) -> PowerLawFit:
-        """`fit_power_law` on this curve's points with k <= `fit_max_k` (all when None)."""
-        return fit_power_law(self.k, self.coverage, fit_max_k=fit_max_k)
+    @property
+    def measured(self) -> np.ndarray:
+        """Points within the recorded runs (all when `recorded` is unset), shape (m,) bool."""
+        return np.ones(self.k.shape, bool) if self.recorded is None else self.recorded
+
+    def fit(self, fit_max_k: float | None = None, method: str = "power-law") -> PowerLawFit | DistributionFit:
+        """Fit this curve's recorded points with k <= `fit_max_k` (all when None).
+
+        Args:
+            fit_max_k: fit on k <= this only (for a configuration's counts: its first runs only).
+            method: "power-law" (`fit_power_law`) or "distribution" (`fit_pass_rates` on a configuration's
+                counts, else `fit_distribution` on the curve).
+        """
+        k, c = self.k[self.measured], self.coverage[self.measured]
+        if method == "power-law":
+            return fit_power_law(k, c, fit_max_k=fit_max_k)
+        if method != "distribution":
+            raise ConfigError(f"unknown fit method {method!r} (known: {', '.join(FIT_METHODS)})")
+        if self.counts is not None:
+            correct, runs, per_k = self.counts
+            use = None if fit_max_k is None else max(1, int(math.floor(fit_max_k * per_k + 1e-9)))
+            return fit_pass_rates(correct, runs, use_runs=use, samples_per_k=per_k)
+        samples = np.array([a.total for a in self.allocations], dtype=float)[self.measured] if self.allocations \
+            else None
+        return fit_distribution(k, c, samples=samples, fit_max_k=fit_max_k)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "k": [_num(k) for k in self.k], "coverage": self.coverage.tolist(),
-                "band": self.band.tolist(), "level": self.level, "ceiling": self.ceiling, "unit_cost": self.unit_cost,
+        return {"label": self.label, "unit": self.unit, "k": [_num(k) for k in self.k],
+                "coverage": self.coverage.tolist(), "band": self.band.tolist(), "level": self.level,
+                "ceiling": self.ceiling, "unit_cost": self.unit_cost, "recorded": self.measured.tolist(),
                 "extrapolated": list(self.extrapolated)}
+
+
+FIT_METHODS = ("distribution", "power-law")
 
 
 def _num(x: float) -> int | float:
@@ -91,8 +127,8 @@ def _parts(data: CountMatrix | CountSplit) -> tuple[CountMatrix, CountMatrix]:
 
 
 def _measure(test: CountMatrix, label: str, ks: Sequence[float], allocations: Sequence[Allocation], *,
-             unit_cost: float, level: float, n_boot: int, seed: int,
-             configs: Sequence[str] | None = None) -> CoverageCurve:
+             unit_cost: float, level: float, n_boot: int, seed: int, configs: Sequence[str] | None = None,
+             unit: str = "samples", counts: tuple[np.ndarray, np.ndarray, float] | None = None) -> CoverageCurve:
     """Coverage of each allocation on `test` (the unbiased product form of `expected_pass`) and its band.
 
     Every k shares the bootstrap's seed, so the band moves smoothly along the curve (common random numbers).
@@ -107,7 +143,8 @@ def _measure(test: CountMatrix, label: str, ks: Sequence[float], allocations: Se
         allocations=tuple(allocations), unit_cost=float(unit_cost),
         extrapolated=tuple(sorted({n for e in estimates for n in e.extrapolated})),
         per_problem=np.array([e.per_problem for e in estimates]),
-        ceiling=float((test.correct[rows] > 0).any(axis=0).mean()), level=level)
+        ceiling=float((test.correct[rows] > 0).any(axis=0).mean()), level=level,
+        recorded=np.array([not e.extrapolated for e in estimates]), unit=unit, counts=counts)
 
 
 def _checked_ks(ks: Sequence[float], *, whole: str | None = None) -> list[float]:
@@ -120,26 +157,37 @@ def _checked_ks(ks: Sequence[float], *, whole: str | None = None) -> list[float]
     return ks
 
 
-def config_curve(data: CountMatrix | CountSplit, name: str, ks: Sequence[int] | None = None, *,
-                 level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> CoverageCurve:
+def config_curve(data: CountMatrix | CountSplit, name: str, ks: Sequence[float] | None = None, *,
+                 per_cost: bool = False, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> CoverageCurve:
     """Coverage of k samples from one configuration: pass@k = mean_j 1 - C(n - c_j, k) / C(n, k).
 
     Args:
         data: counts (a split's test part is measured).
         name: the configuration.
         ks: sample counts; default 1 .. the fewest runs it has on any problem (where the estimate is unbiased).
+        per_cost: `ks` are budgets in cost units, of which the configuration buys floor(k / cost) samples: the
+            equal-cost baseline beside a learned curve on data with costs.
         level, n_boot, seed: the bootstrap band.
     """
     test = _parts(data)[1]
     i = test.index(name)
-    ks = _checked_ks(range(1, int(test.runs[i].min()) + 1) if ks is None else ks, whole="a configuration's")
-    return _measure(test, name, ks, [Allocation({name: int(k)}) for k in ks], unit_cost=float(test.costs[i]),
-                    level=level, n_boot=n_boot, seed=seed)
+    cost = float(test.costs[i])
+    if per_cost:
+        ks = _checked_ks(ks if ks is not None else [cost * k for k in range(1, int(test.runs[i].min()) + 1)])
+        draws = [int(math.floor(k / cost + 1e-9)) for k in ks]
+    else:
+        ks = _checked_ks(range(1, int(test.runs[i].min()) + 1) if ks is None else ks, whole="a configuration's")
+        draws = [int(k) for k in ks]
+    return _measure(test, name, ks, [Allocation({name: k}) for k in draws], unit_cost=1.0 if per_cost else cost,
+                    level=level, n_boot=n_boot, seed=seed, unit=budget_unit(test) if per_cost else "samples",
+                    counts=(test.correct[i], test.runs[i], 1.0 / cost if per_cost else 1.0))
 
 
 def scale_allocation(allocation: Allocation, k: int) -> Allocation:
-    """The allocation's mix at k samples: k * pi_i / C rounded by largest remainders (ties: the larger pi_i,
-    then the name), so k = C gives the allocation back.
+    """The allocation's mix at k samples, apportioned by Sainte-Lague's divisor rule: samples are handed out one
+    at a time, each to the configuration with the largest pi_i / (2 x_i + 1) (ties: the larger pi_i, then the
+    name). Every x_i only grows with k, so coverage along the curve never falls (largest-remainder rounding can
+    take a sample away as k grows: the Alabama paradox), and k = C gives the allocation back.
 
     Example:
         >>> scale_allocation(Allocation({"a": 3, "b": 1}), 2)
@@ -148,11 +196,11 @@ def scale_allocation(allocation: Allocation, k: int) -> Allocation:
     if allocation.total == 0:
         raise BudgetError("the allocation draws no samples (it sums to zero)")
     names = sorted(allocation, key=lambda n: (-allocation[n], n))
-    pi = np.array([allocation[n] for n in names], dtype=np.int64)
-    whole, rest = np.divmod(int(k) * pi, allocation.total)  # integer arithmetic: exact at k = C
-    for i in sorted(range(len(names)), key=lambda i: -rest[i])[:int(k) - int(whole.sum())]:
-        whole[i] += 1
-    return Allocation.from_vector(names, whole)
+    pi = np.array([allocation[n] for n in names], dtype=float)
+    x = np.zeros(len(names), dtype=np.int64)
+    for _ in range(int(k)):
+        x[int(np.argmax(pi / (2 * x + 1)))] += 1  # argmax takes the first of ties: names are sorted that way
+    return Allocation.from_vector(names, x)
 
 
 def allocation_curve(data: CountMatrix | CountSplit, allocation: Allocation, ks: Sequence[int] | None = None, *,
@@ -196,7 +244,7 @@ def learned_curve(data: CountMatrix | CountSplit, ks: Sequence[float] | None = N
         if on_step:
             on_step()
     return _measure(test, "osca (learned)", ks, allocations, unit_cost=1.0, level=level, n_boot=n_boot, seed=seed,
-                    configs=test.names)
+                    configs=test.names, unit=budget_unit(train))
 
 
 # ------------------------------------------------------------------------------------------------ the fit
@@ -295,6 +343,223 @@ def fit_power_law(k: Sequence[float] | np.ndarray, coverage: Sequence[float] | n
                        rmse_log=float(np.sqrt(np.mean((fitted_log - np.log(cu)) ** 2))),
                        max_error=float(np.abs(err).max()), k_min=float(ku.min()), k_max=float(ku.max()),
                        n_points=int(ku.size), dropped=dropped)
+
+
+# ------------------------------------------------------------------------------------ the distributional fit
+
+
+_lgamma = np.vectorize(math.lgamma, otypes=[float])
+
+
+def _log_beta(a: Any, b: Any) -> Any:
+    return _lgamma(a) + _lgamma(b) - _lgamma(np.add(a, b))
+
+
+@dataclass(frozen=True)
+class DistributionFit:
+    """Coverage as an average of per-problem exponentials (Schaeffer et al. 2025, arXiv 2502.17578).
+
+    Per-problem pass rates p follow a zero-inflated beta: p = 0 (never solvable) with probability `w0`, else
+    p ~ Beta(a, b). Then
+
+        c(s) = 1 - E[(1 - p) ** s] = (1 - w0) * (1 - B(a, b + s) / B(a, b))
+
+    for s samples, rising toward the ceiling 1 - w0. A curve whose k is not samples (cost units) maps k to
+    s = k * `samples_per_k`.
+
+    Attributes:
+        w0: mass of never-solved problems, in [0, 1).
+        a, b: the beta's parameters (> 0).
+        samples_per_k: samples per unit of k (1 for sample budgets; 1 / cost for a pure configuration's cost
+            budget).
+        k_min, k_max: the range of k the fit used (the first `k_max` runs for a count fit); predictions outside
+            it are extrapolation.
+        n_points: curve points fitted (0 for a fit to counts).
+        source: "counts" (beta-binomial maximum likelihood on the per-problem counts) or "curve" (least squares
+            on the measured coverage points, for mixes that have no counts of their own).
+    """
+
+    w0: float
+    a: float
+    b: float
+    samples_per_k: float
+    k_min: float
+    k_max: float
+    n_points: int
+    source: str
+
+    method = "distribution"
+
+    def predict(self, k: float | Sequence[float] | np.ndarray) -> float | np.ndarray:
+        """Predicted coverage at k (a float for a scalar k)."""
+        s = np.asarray(k, dtype=float) * self.samples_per_k
+        out = (1.0 - self.w0) * -np.expm1(_log_beta(self.a, self.b + s) - _log_beta(self.a, self.b))
+        return float(out) if out.ndim == 0 else out
+
+    def extrapolates(self, k: float | Sequence[float] | np.ndarray) -> bool | np.ndarray:
+        """Whether k lies outside the fitted range (a bool for a scalar k)."""
+        k = np.asarray(k, dtype=float)
+        out = (k > self.k_max) | (k < self.k_min)
+        return bool(out) if out.ndim == 0 else out
+
+    def budget_for(self, target: float) -> float:
+        """The smallest real k with predicted coverage >= target; inf at or above the ceiling 1 - w0."""
+        if not 0.0 < target < 1.0 - self.w0:
+            return math.inf
+        lo, hi = 0.0, 1.0
+        while self.predict(hi) < target:
+            lo, hi = hi, 2.0 * hi
+            if hi > 1e15:
+                return math.inf
+        while hi - lo > 1e-9 * hi:
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if self.predict(mid) < target else (lo, mid)
+        return hi
+
+    def describe(self) -> str:
+        return (f"pass rates 0 w.p. {self.w0:.3f}, else Beta({self.a:.3f}, {self.b:.3f}) "
+                f"(fitted to the {self.source} on k = {self.k_min:g}..{self.k_max:g})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "w0": self.w0, "a": self.a, "b": self.b, "source": self.source,
+                "samples_per_k": self.samples_per_k, "k_range": [_num(self.k_min), _num(self.k_max)],
+                "n_points": self.n_points}
+
+
+def _zib(theta: np.ndarray) -> tuple[float, float, float]:
+    """(w0, a, b) from unconstrained (logit w0, log a, log b)."""
+    return float(1.0 / (1.0 + np.exp(-theta[0]))), float(np.exp(theta[1])), float(np.exp(theta[2]))
+
+
+def _nelder_mead(f: Callable[[np.ndarray], float], x0: Sequence[float], *, iterations: int = 600,
+                 tol: float = 1e-10) -> np.ndarray:
+    """Minimize f from x0 with the Nelder-Mead simplex (numpy only; 3 parameters here)."""
+    n = len(x0)
+    pts = np.vstack([x0, np.asarray(x0, dtype=float) + 0.5 * np.eye(n)])
+    vals = np.array([f(p) for p in pts])
+    for _ in range(iterations):
+        order = np.argsort(vals)
+        pts, vals = pts[order], vals[order]
+        if vals[-1] - vals[0] <= tol * (abs(vals[0]) + tol):
+            break
+        centre = pts[:-1].mean(axis=0)
+        reflected = 2.0 * centre - pts[-1]
+        fr = f(reflected)
+        if fr < vals[0]:
+            expanded = 3.0 * centre - 2.0 * pts[-1]
+            fe = f(expanded)
+            pts[-1], vals[-1] = (expanded, fe) if fe < fr else (reflected, fr)
+        elif fr < vals[-2]:
+            pts[-1], vals[-1] = reflected, fr
+        else:
+            contracted = 0.5 * (centre + pts[-1])
+            fc = f(contracted)
+            if fc < vals[-1]:
+                pts[-1], vals[-1] = contracted, fc
+            else:
+                pts[1:] = 0.5 * (pts[0] + pts[1:])
+                vals[1:] = [f(p) for p in pts[1:]]
+    return pts[int(np.argmin(vals))]
+
+
+_STARTS = ((0.0, 0.0, 1.0), (-2.0, -1.0, 0.0), (1.0, 1.0, 2.0))
+
+
+def _best_of_starts(loss: Callable[[np.ndarray], float]) -> np.ndarray:
+    return min((_nelder_mead(loss, x0) for x0 in _STARTS), key=loss)
+
+
+def _count_histograms(correct: np.ndarray, runs: np.ndarray, use_runs: int | None) -> dict[int, np.ndarray]:
+    """Per number of runs r: expected count of problems with s = 0..r correct, had only the first r runs been
+    recorded (the hypergeometric law of s given c of n; exact counts when r >= n)."""
+    hist: dict[int, np.ndarray] = {}
+    pairs, weight = np.unique(np.c_[runs, correct], axis=0, return_counts=True)
+    for (n, c), w in zip(pairs.tolist(), weight.tolist()):
+        r = n if use_runs is None else min(n, int(use_runs))
+        h = hist.setdefault(r, np.zeros(r + 1))
+        for s in range(max(0, r - (n - c)), min(r, c) + 1):
+            h[s] += w * math.comb(c, s) * math.comb(n - c, r - s) / math.comb(n, r)
+    return hist
+
+
+def fit_pass_rates(correct: Sequence[int] | np.ndarray, runs: Sequence[int] | np.ndarray | int, *,
+                   use_runs: int | None = None, samples_per_k: float = 1.0) -> DistributionFit:
+    """Fit the zero-inflated beta of per-problem pass rates to counts by beta-binomial maximum likelihood.
+
+    The likelihood of c correct of n runs is w0 * [c = 0] + (1 - w0) * C(n, c) B(a + c, b + n - c) / B(a, b).
+
+    Args:
+        correct: shape (n_problems,), correct runs per problem (one configuration).
+        runs: runs per problem, shape (n_problems,) or one number.
+        use_runs: fit as if only the first `use_runs` runs had been recorded (each problem's count then
+            follows the hypergeometric law, and the log-likelihood is its expectation): the extrapolation check.
+        samples_per_k: samples per unit of the curve's k (1 / cost on a cost axis).
+
+    Returns:
+        A `DistributionFit` (source "counts"); `DataError` when no run ever succeeded.
+    """
+    c = np.asarray(correct, dtype=np.int64)
+    n = np.broadcast_to(np.asarray(runs, dtype=np.int64), c.shape)
+    if c.ndim != 1 or c.size == 0 or (c < 0).any() or (c > n).any() or (n < 1).any():
+        raise DataError("counts must be one count per problem with 0 <= correct <= runs and runs >= 1")
+    if use_runs is not None and use_runs < 1:
+        raise DataError(f"use_runs must be >= 1, got {use_runs}")
+    hist = _count_histograms(c, n, use_runs)
+    if all(h[1:].sum() == 0 for h in hist.values()):
+        raise DataError("no run succeeded on any problem: a pass-rate distribution cannot be fitted")
+    tables = [(h, np.arange(r + 1), np.array([math.log(math.comb(r, s)) for s in range(r + 1)]), r)
+              for r, h in hist.items()]
+
+    def loss(theta: np.ndarray) -> float:
+        w0, a, b = _zib(theta)
+        total = 0.0
+        for h, s, log_comb, r in tables:
+            pmf = (1.0 - w0) * np.exp(log_comb + _log_beta(a + s, b + r - s) - _log_beta(a, b))
+            pmf[0] += w0
+            total -= float(h @ np.log(np.maximum(pmf, 1e-300)))
+        return total
+
+    w0, a, b = _zib(_best_of_starts(loss))
+    k_max = max(hist) / samples_per_k
+    return DistributionFit(w0, a, b, samples_per_k, 1.0 / samples_per_k, float(k_max), 0, "counts")
+
+
+def fit_distribution(k: Sequence[float] | np.ndarray, coverage: Sequence[float] | np.ndarray, *,
+                     samples: Sequence[float] | np.ndarray | None = None,
+                     fit_max_k: float | None = None) -> DistributionFit:
+    """Fit the zero-inflated beta to a measured curve by least squares on coverage.
+
+    Coverage at s samples is 1 - E[(1 - p) ** s]: the measured curve gives the moments of the pass-rate
+    distribution (of a mix, whose samples have no counts of their own), and the fit extends them.
+
+    Args:
+        k: shape (m,), budgets > 0.
+        coverage: shape (m,), in [0, 1].
+        samples: samples drawn at each k (default k itself).
+        fit_max_k: fit only the points with k <= this.
+
+    Returns:
+        A `DistributionFit` (source "curve"); `DataError` with fewer than two usable points.
+    """
+    k = np.asarray(k, dtype=float)
+    c = np.asarray(coverage, dtype=float)
+    s = k if samples is None else np.asarray(samples, dtype=float)
+    if k.shape != c.shape or k.shape != s.shape or k.ndim != 1:
+        raise DataError(f"k, samples and coverage must be 1-d and of one length, got {k.shape}, {s.shape}, {c.shape}")
+    window = (k <= fit_max_k if fit_max_k is not None else np.ones(k.shape, bool)) & (s > 0)
+    if np.unique(k[window]).size < 2:
+        raise DataError("a distribution fit needs two or more k with samples drawn"
+                        + (f" at k <= {fit_max_k:g}" if fit_max_k is not None else ""))
+    ks, cs, ss = k[window], c[window], s[window]
+    per_k = float(ss.sum() / ks.sum())
+
+    def loss(theta: np.ndarray) -> float:
+        w0, a, b = _zib(theta)
+        fit = DistributionFit(w0, a, b, 1.0, 0.0, 0.0, 0, "curve")
+        return float(np.sum((fit.predict(ss) - cs) ** 2))
+
+    w0, a, b = _zib(_best_of_starts(loss))
+    return DistributionFit(w0, a, b, per_k, float(ks.min()), float(ks.max()), int(ks.size), "curve")
 
 
 # ------------------------------------------------------------------------------------------------ the advisor
