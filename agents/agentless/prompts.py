@@ -1,97 +1,69 @@
-"""The prompts of each stage, in the spirit of Agentless's (the answers' formats are what the parsers read)."""
+"""The prompts of each stage, in osca's own words.
+
+Each prompt asks for the format its parser reads (`repo.parse_file_list`, `repo.parse_locations`,
+`edits.parse_edits`, `selectors.extract_code`). None carries a worked example: a small model copies an example's
+file and code instead of editing the code it was shown (issue 14); the repair prompt describes its edit format in
+words and names a real path of the code shown. Code sections are headed "### <path>", the same line an edit
+starts with, so a model that echoes a heading still writes a valid edit.
+"""
 
 from __future__ import annotations
 
 __all__ = ["edit_locations", "file_localization", "related_elements", "repair", "reproduction"]
 
-_ISSUE = "### GitHub Problem Description ###\n{problem}\n\n"
+_ISSUE = "Issue to fix in this Python repository:\n<issue>\n{problem}\n</issue>\n\n"
 
-FILE_LOCALIZATION = _ISSUE + """###
-
-Below is the structure of the repository:
-### Repository Structure ###
+FILE_LOCALIZATION = _ISSUE + """Python files of the repository (tests left out; when the repository is large, only \
+the files closest to the issue):
+<files>
 {tree}
-###
+</files>
 
-Please list the files that one would need to edit to fix the problem, most important first, at most {n}.
-Return only full paths relative to the repository root, one per line, wrapped in ```:
-```
-path/to/file1.py
-path/to/file2.py
-```
+Which of these files must change to fix the issue? Write at most {n} paths, most likely first, one per line, \
+inside a ``` block. Write each path in full from the repository root, as the tree above spells it.
 """
 
-RELATED_ELEMENTS = _ISSUE + """### Skeleton of Relevant Files ###
+RELATED_ELEMENTS = _ISSUE + """Outlines of the files that may hold the bug (signatures only, bodies left out):
 {skeletons}
-###
 
-Please identify all locations that need inspection or editing to fix the problem: classes, functions,
-methods and global variables. For each file, give its path and then one location per line:
-```
-full/path/file.py
-class: MyClass
-function: my_function
-function: MyClass.my_method
-variable: MY_CONSTANT
-```
-Return only the locations, wrapped in ```.
+Which classes, functions and methods must be read or changed to fix the issue? Inside a ``` block, write a \
+file's path on a line of its own, then one line for each of its definitions: `class: NAME`, `function: NAME` or \
+`function: CLASS.METHOD`. Name only definitions that appear in the outlines.
 """
 
-EDIT_LOCATIONS = _ISSUE + """###
+EDIT_LOCATIONS = _ISSUE + """Code that may hold the bug, each line with its number:
 {code}
-###
 
-Please name the precise places that need to be edited to fix the problem: class names, function or method
-names, or exact line numbers. For each file, give its path and then one location per line:
-```
-full/path/file.py
-function: MyClass.my_method
-line: 24
-```
-Return only the locations, wrapped in ```.
+Where exactly must the code change? Inside a ``` block, write a file's path on a line of its own, then one line \
+for each place to change: `function: NAME`, `function: CLASS.METHOD`, `class: NAME`, or `line: NUMBER` with the \
+numbers shown above.
 """
 
-REPAIR = """We are currently solving the following issue within our repository. Here is the issue text:
---- BEGIN ISSUE ---
-{problem}
---- END ISSUE ---
-
-Below are segments of code files relevant to the issue (line numbers are for reference only).
---- BEGIN FILE ---
+REPAIR = _ISSUE + """The code that needs the fix, exactly as it stands in the files:
 {code}
---- END FILE ---
 
-Please first localize the bug from the issue text, then write *SEARCH/REPLACE* edits to fix it. Every
-*SEARCH/REPLACE* edit must use this format:
-1. The file path, after ###
-2. The start of the search block: <<<<<<< SEARCH
-3. A contiguous chunk of lines to search for in the existing source code (without the line numbers)
-4. The dividing line: =======
-5. The lines to replace into the source code
-6. The end of the replace block: >>>>>>> REPLACE
-
-For example:
-```python
-### mathweb/flask/app.py
-<<<<<<< SEARCH
-from flask import Flask
-=======
-import math
-from flask import Flask
->>>>>>> REPLACE
-```
-Indent the replacement exactly as the code it replaces; wrap each edit in ```python ... ```.
+Fix the issue by editing this code. Write every change as one edit block, which is these lines in this order:
+- a line `### ` followed by the file's path, as in the headings above (e.g. `### {path}`)
+- a line `<<<<<<< SEARCH`
+- the lines to change, copied exactly from the code above, indentation included
+- a line `=======`
+- the lines that take their place
+- a line `>>>>>>> REPLACE`
+Put each edit block in its own ```python fence. Keep the edits small: change only what the fix needs.
 """
 
-REPRODUCTION = _ISSUE + """###
-
-Write a standalone Python script that reproduces the issue with the repository's code (run from the
-repository root, so its packages import directly). The script must:
-1. print "Issue reproduced" if the described problem occurs,
-2. print "Issue resolved" if the code behaves as the issue expects,
-3. print "Other issues" if anything else goes wrong (catch exceptions for that).
-Wrap the whole script in ```python ... ```.
+REPRODUCTION = _ISSUE + """Write a standalone Python script that tells whether this issue is present in the \
+repository's code. It runs from the repository root, so the repository's packages import directly. It must print \
+exactly one of these lines:
+- Issue reproduced  (the problem described in the issue happens)
+- Issue resolved  (the code behaves as the issue expects)
+- Other issues  (anything else goes wrong: catch exceptions and print this)
+Answer with the whole script in one ```python block.
 """
+
+
+def _sections(parts: dict[str, str]) -> str:
+    return "\n".join(f"### {path}\n{body}\n" for path, body in parts.items())
 
 
 def file_localization(problem: str, tree: str, n: int) -> str:
@@ -99,18 +71,15 @@ def file_localization(problem: str, tree: str, n: int) -> str:
 
 
 def related_elements(problem: str, skeletons: dict[str, str]) -> str:
-    text = "\n".join(f"### File: {path} ###\n{body}\n" for path, body in skeletons.items())
-    return RELATED_ELEMENTS.format(problem=problem, skeletons=text)
+    return RELATED_ELEMENTS.format(problem=problem, skeletons=_sections(skeletons))
 
 
 def edit_locations(problem: str, snippets: dict[str, str]) -> str:
-    text = "\n".join(f"### {path}\n{body}\n" for path, body in snippets.items())
-    return EDIT_LOCATIONS.format(problem=problem, code=text)
+    return EDIT_LOCATIONS.format(problem=problem, code=_sections(snippets))
 
 
 def repair(problem: str, snippets: dict[str, str]) -> str:
-    text = "\n".join(f"### {path}\n{body}" for path, body in snippets.items())
-    return REPAIR.format(problem=problem, code=text)
+    return REPAIR.format(problem=problem, code=_sections(snippets), path=next(iter(snippets), "path/to/file.py"))
 
 
 def reproduction(problem: str) -> str:

@@ -4,6 +4,11 @@ Agentless narrows down in three views: the tree of files (`python_files`, `repo_
 few files (`skeleton`), then numbered code of chosen elements (`elements`, `numbered`). The model answers file
 lists and locations in loose text; `parse_file_list` and `parse_locations` keep only what names real files, so a
 hallucinated path never reaches later stages. Pure text work: stdlib `ast` only, no I/O beyond `python_files`.
+
+Every view must fit the model's context: `rank_paths` and `rank_elements` order files and elements by how much
+of the problem statement's vocabulary they share, and `fit_tree`, `fit_lines` and `fit_sections` keep what fits
+a token budget (measured by the caller's counter, LiteLLM's `token_counter` in the graph), most relevant first,
+saying what was left out. Nothing is shown whole past its budget.
 """
 
 from __future__ import annotations
@@ -13,15 +18,16 @@ import copy
 import os
 import re
 import warnings
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from osca.exceptions import DataError
 
-__all__ = ["Element", "ElementKind", "Interval", "elements", "find_element", "merge_intervals", "numbered",
-           "parse_file_list", "parse_locations", "parse_quietly", "python_files", "repo_tree", "skeleton"]
+__all__ = ["Element", "ElementKind", "Interval", "TokenCounter", "elements", "find_element", "fit_lines",
+           "fit_sections", "fit_tree", "merge_intervals", "numbered", "parse_file_list", "parse_locations",
+           "parse_quietly", "python_files", "rank_elements", "rank_paths", "repo_tree", "skeleton"]
 
 Interval = tuple[int, int]
 """1-based inclusive line range `(start, end)`."""
@@ -456,4 +462,97 @@ def parse_locations(text: str, known_paths: Collection[str]) -> dict[str, list[s
             out.setdefault(path, [])
         elif "/" in token or token.endswith(".py"):
             current = None  # an unknown file: its locations must not land on the previous one
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- token budgets
+
+TokenCounter = Callable[[str], int]
+"""Tokens a text takes in the model's prompt."""
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_STOP_WORDS = frozenset({"the", "and", "for", "not", "this", "that", "with", "from", "are", "was", "but", "when",
+                         "should", "would", "can", "get", "set", "use", "none", "true", "false", "self", "def",
+                         "return", "import", "class", "init", "py", "src", "lib", "test", "tests"})
+
+
+def _words(text: str) -> set[str]:
+    """Lowercase identifier words of `text`, split at underscores and camel case too ("get_app", "FlaskGroup"
+    -> get_app, app, flask, group, flaskgroup), without short and stop words."""
+    out: set[str] = set()
+    for token in _WORD.findall(text):
+        parts = [p for p in re.split(r"_|(?<=[a-z0-9])(?=[A-Z])", token) if p]
+        out.update(w.lower() for w in [token, *parts])
+    return {w for w in out if len(w) > 2 and w not in _STOP_WORDS}
+
+
+def rank_paths(paths: Iterable[str], problem: str) -> list[str]:
+    """`paths` ordered by relevance to `problem`: a path named in it first, then by how many of its
+    directory/file words the problem uses, shallower first on ties, then by name (deterministic)."""
+    vocabulary = _words(problem)
+
+    def key(path: str) -> tuple[int, int, int, str]:
+        named = path in problem or path.rsplit("/", 1)[-1] in problem
+        return (-named, -len(_words(path.removesuffix(".py").replace("/", " ")) & vocabulary), path.count("/"),
+                path)
+
+    return sorted(paths, key=key)
+
+
+def rank_elements(found: Iterable[Element], problem: str) -> list[Element]:
+    """`found` ordered by relevance to `problem`: by how many of the element name's words the problem uses
+    (an exact name mention counts most), then in source order."""
+    vocabulary, mentioned = _words(problem), set(_WORD.findall(problem))
+    return sorted(found, key=lambda e: (-(e.name.rsplit(".", 1)[-1] in mentioned) * 100
+                                        - len(_words(e.name) & vocabulary), e.start))
+
+
+def _longest_fitting(n: int, fits: Callable[[int], bool]) -> int:
+    """The largest k in 0..n with fits(k), for a `fits` true up to some k and false after (binary search)."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def fit_tree(ranked: list[str], budget: int, count: TokenCounter) -> tuple[str, int]:
+    """The tree (`repo_tree`) of the most relevant of `ranked` paths that fits `budget` tokens.
+
+    Returns:
+        The tree text and how many paths it shows (the rest, least relevant, are left out).
+    """
+    k = _longest_fitting(len(ranked), lambda k: count(repo_tree(ranked[:k])) <= budget)
+    return repo_tree(ranked[:k]), k
+
+
+def fit_lines(text: str, budget: int, count: TokenCounter) -> str:
+    """The longest prefix of whole lines of `text` within `budget` tokens; when lines are cut, a last line says
+    how many ("... 40 more lines not shown"). "" when not even that fits."""
+    if count(text) <= budget:
+        return text
+    lines = text.split("\n")
+
+    def cut(k: int) -> str:
+        return "\n".join([*lines[:k], f"... {len(lines) - k} more lines not shown"])
+
+    k = _longest_fitting(len(lines), lambda k: count(cut(k)) <= budget)
+    return cut(k) if k or count(cut(0)) <= budget else ""
+
+
+def fit_sections(sections: Mapping[str, str], budget: int, count: TokenCounter) -> dict[str, str]:
+    """Sections (e.g. path -> code, most relevant first) cut to `budget` tokens in all: each gets an equal share
+    of what is left when its turn comes, so a short one leaves room to the next; a section cut to nothing is
+    dropped."""
+    out: dict[str, str] = {}
+    left = budget
+    for i, (name, text) in enumerate(sections.items()):
+        share = left // (len(sections) - i)
+        kept = fit_lines(text, share, count)
+        if kept:
+            out[name] = kept
+            left -= count(kept)
     return out

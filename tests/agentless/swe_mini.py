@@ -208,18 +208,18 @@ def script(messages: list[dict[str, Any]], index: int, params: dict[str, Any]) -
     prompt = messages[-1]["content"]
     mini = _which(prompt)
     code_file = next(p for p in mini.fixed)
-    if "Repository Structure" in prompt:  # a file that does not exist first: it must be dropped
+    if "Python files of the repository" in prompt:  # a file that does not exist first: it must be dropped
         return f"The bug is probably here:\n```\n{mini.name}/nothing.py\n{code_file}\n```"
-    if "Skeleton of Relevant Files" in prompt:
+    if "Outlines of the files" in prompt:
         return f"```\n{code_file}\nfunction: {'add' if mini is CALC else 'slugify'}\n```"
-    if "precise places that need to be edited" in prompt:
+    if "Where exactly must the code change" in prompt:
         line = re.search(rf"^\s*(\d+).*{re.escape(BUGGY_LINE[mini.name])}", prompt, re.M)
         assert line, "the edit-location prompt shows numbered lines"
         return f"```\n{code_file}\n{EDIT_LOCATIONS[mini.name][index % 4].format(line=line[1])}\n```"
-    if "SEARCH/REPLACE" in prompt:
+    if "edit block" in prompt:
         repairs = CALC_REPAIRS if mini is CALC else SLUG_REPAIRS
         return repairs[(index + (4 if params.get("temperature", 0) >= 0.8 else 0)) % len(repairs)]
-    if "reproduces the issue" in prompt:
+    if "tells whether this issue is present" in prompt:
         if mini is CALC:  # sample 0 claims success without checking: it must be dropped
             return "```python\n" + (CALC_REPRO if index == 1 else 'print("Issue resolved")\n') + "```"
         return "```python\nprint('Other issues')\n```"
