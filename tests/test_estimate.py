@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import osca
-from osca.estimate import estimate, load_spec
+from osca.estimate import Problem, estimate, load_spec
 
 from estimate_spec import CONFIGS, PROBLEMS, graph, spec
 
@@ -35,40 +35,84 @@ def test_counts_per_problem_and_configuration(tmp_path):
 
 
 def test_errors_are_recorded_and_retried_by_the_next_run(tmp_path):
-    calls = []
+    down = {"p1"}  # the service verify needs is down for p1 during the first run
 
     def flaky(problem, final):
-        calls.append(problem.id)
-        if problem.id == "p1":
+        if problem.id in down:
             raise RuntimeError("verifier crashed")
         return right(problem, final)
 
-    with pytest.raises(osca.DataError, match="no finished sample .* 'p1'"):
+    with pytest.raises(osca.DataError, match="no finished sample .* 'p1'; the last error: RuntimeError: verifier"):
         estimate(graph(), "solve", PROBLEMS, CONFIGS, verify=flaky, c0=4, run_dir=tmp_path, progress=False)
     errors = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert sum(r["error"] is not None for r in errors) == 8 and all(
         "verifier crashed" in r["error"] for r in errors if r["error"])
-    calls.clear()
-    matrix = estimate(graph(), "solve", PROBLEMS, CONFIGS, verify=right, c0=4, run_dir=tmp_path, progress=False)
+    down.clear()
+    matrix = estimate(graph(), "solve", PROBLEMS, CONFIGS, verify=flaky, c0=4, run_dir=tmp_path, progress=False)
     assert (matrix.correct == EXPECTED).all()
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
     log = tmp_path / "samples.jsonl"
-    done = [{"problem": "p0", "config": "cold", "sample": k, "correct": True, "error": None} for k in range(4)]
-    log.write_text("".join(json.dumps(r) + "\n" for r in done) + '{"problem": "p0", "conf')  # torn last line
     seen = []
 
     def counting(problem, final):
         seen.append((problem.id, final["answer"]))
         return right(problem, final)
 
+    estimate(graph(), "solve", PROBLEMS[:1], CONFIGS[:1], verify=counting, c0=4, run_dir=tmp_path, progress=False)
+    with log.open("a") as out:
+        out.write('{"problem": "p0", "conf')  # torn last line: the crash came mid-write
+    seen.clear()
     matrix = estimate(graph(), "solve", PROBLEMS, CONFIGS, verify=counting, c0=4, run_dir=tmp_path, progress=False)
     assert len(seen) == 24 - 4  # the four logged samples were not drawn again
     assert (matrix.correct == EXPECTED).all()
     records = [json.loads(line) for line in log.read_text().splitlines()]  # the torn line is gone
     keys = [(r["problem"], r["config"], r["sample"]) for r in records]
     assert len(keys) == len(set(keys)) == 24  # nothing duplicated, nothing lost
+
+
+@pytest.mark.parametrize("change, what", [
+    (dict(seed=1), "another seed"),
+    (dict(configs=[CONFIGS[0], CONFIGS[1].model_copy(update={"temperature": 0.7})]),
+     "another definition of the configuration"),
+    (dict(problems=[PROBLEMS[0], Problem(id="p1", input={"question": "harder"}), PROBLEMS[2]]),
+     "another problem input"),
+    (dict(verify=lambda problem, final: final["answer"] != "wrong"), "another graph, step, verify"),
+])
+def test_a_run_directory_made_with_other_settings_is_refused(tmp_path, change, what):
+    base = dict(graph=graph(), problems=PROBLEMS, configs=CONFIGS, verify=right, seed=0)
+    estimate(step="solve", c0=1, run_dir=tmp_path, progress=False, **base)
+    log = (tmp_path / "samples.jsonl").read_text()
+    with pytest.raises(osca.ConfigError, match=f"holds samples made with {what}.*new run directory"):
+        estimate(step="solve", c0=2, run_dir=tmp_path, progress=False, **{**base, **change})
+    assert (tmp_path / "samples.jsonl").read_text() == log  # nothing drawn, nothing mixed in
+
+
+def test_a_run_directory_grows_with_new_configurations_problems_and_samples(tmp_path):
+    seen = []
+
+    def counting(problem, final):
+        seen.append(problem.id)
+        return right(problem, final)
+
+    estimate(graph(), "solve", PROBLEMS[:2], CONFIGS[:1], verify=counting, c0=2, run_dir=tmp_path, progress=False)
+    seen.clear()
+    matrix = estimate(graph(), "solve", PROBLEMS, CONFIGS, verify=counting, c0=4, run_dir=tmp_path, progress=False)
+    assert len(seen) == 24 - 4 and (matrix.correct == EXPECTED).all()
+
+
+def test_a_graph_with_a_checkpointer_gets_a_thread_per_sample(tmp_path):
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from osca.estimate import end_to_end
+
+    saver = InMemorySaver()
+    compiled = graph().compile(checkpointer=saver)
+    matrix = estimate(compiled, "solve", PROBLEMS, CONFIGS, verify=right, c0=4, run_dir=tmp_path, progress=False)
+    assert (matrix.correct == EXPECTED).all()
+    assert len({c.config["configurable"]["thread_id"] for c in saver.list(None)}) == 24  # none resumed another
+    assert end_to_end(compiled, {}, PROBLEMS, verify=right) == 1 / 3
 
 
 def test_bad_input(tmp_path):
@@ -93,6 +137,9 @@ def test_cli_writes_counts_and_resumes(tmp_path):
     assert (osca.load_counts(tmp_path / "counts.json").correct == EXPECTED).all()
     again = subprocess.run(run, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and len((tmp_path / "samples.jsonl").read_text().splitlines()) == 24
+    other_seed = subprocess.run(run + ["--seed", "1"], capture_output=True, text=True, timeout=300)
+    assert other_seed.returncode == 2 and "holds samples made with another seed" in other_seed.stderr
+    assert "Traceback" not in other_seed.stderr
     bad = subprocess.run([sys.executable, "-m", "osca", "estimate", "nope:spec"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error: cannot import 'nope'")
 

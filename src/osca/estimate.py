@@ -6,14 +6,22 @@ judges the outcome. Every finished sample is appended to `<run_dir>/samples.json
 crash or Ctrl-C loses nothing and a re-run does only what is missing. The result is a `CountMatrix` (runs =
 samples that finished without error), also written to `<run_dir>/counts.json` for `osca learn` / `osca curve`.
 
+Each logged sample carries the settings that made it (`settings`: a digest of the graph's structure and code,
+the step, `verify` and the fixed samplers; the configuration's definition; the problem's input; the sample's
+seed), and a run directory whose samples were made with other settings is refused, never mixed in (issue 11).
+Each graph run gets its own `thread_id`, so graphs compiled with a checkpointer work too.
+
     counts = estimate(graph, "write_code", problems, configs, verify=passes_tests, c0=8, run_dir="runs/est")
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import json
+import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,20 +92,83 @@ def load_spec(target: str) -> EstimationSpec:
     return spec
 
 
-def _done(log: Path) -> dict[tuple[str, str, int], bool]:
-    """Finished samples from the log (a torn last line, from a crash mid-write, is cut off first)."""
+def _digest(value: Any) -> str:
+    """A short sha256 of `value`'s canonical JSON; objects that are not JSON by their repr, minus addresses."""
+    def stable(obj: Any) -> str:
+        return re.sub(r" at 0x[0-9a-f]+", "", repr(obj))
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=stable).encode()).hexdigest()[:16]
+
+
+def _source(fn: Any) -> str:
+    """The code of a node, `verify` or callable object, so that an edit to it changes the spec's digest."""
+    target = inspect.unwrap(getattr(fn, "func", None) or getattr(fn, "afunc", None) or fn)
+    try:
+        return inspect.getsource(target if inspect.isroutine(target) else type(target))
+    except (OSError, TypeError):  # built in, or defined where there is no source file
+        return getattr(target, "__qualname__", type(target).__qualname__)
+
+
+def _spec_digest(graph: Any, step: str, verify: Verify, fixed: Mapping[str, Any]) -> str:
+    """What every sample of a run shares: the graph (structure and node code), the step, `verify` and the
+    samplers other steps run with."""
+    from .langgraph import compile_graph
+
+    compiled = compile_graph(graph)
+    drawn = compiled.get_graph()
+    nodes = getattr(getattr(compiled, "builder", None), "nodes", {})
+    return _digest({
+        "step": step,
+        "nodes": {name: _source(getattr(spec, "runnable", spec)) for name, spec in nodes.items()},
+        "edges": sorted((e.source, e.target, e.conditional) for e in drawn.edges),
+        "verify": _source(verify),
+        "fixed": {name: {"allocation": dict(getattr(s, "allocation", {})),
+                         "configs": [c.model_dump(mode="json") if hasattr(c, "model_dump") else c
+                                     for c in dict(getattr(s, "configs", {})).values()]}
+                  for name, s in fixed.items()},
+    })
+
+
+_SETTINGS = {"spec": "graph, step, verify or fixed samplers", "configuration": "definition of the configuration",
+             "input": "problem input", "seed": "seed"}
+
+
+def _done(log: Path, expected: Callable[[str, str, int], dict[str, Any] | None]
+          ) -> tuple[dict[tuple[str, str, int], bool], dict[tuple[str, str], str]]:
+    """Finished samples from the log (a torn last line, from a crash mid-write, is cut off first), and the last
+    error of each (problem, configuration).
+
+    Raises:
+        ConfigError: a logged sample of this run's problems and configurations was made with other settings
+            (`expected(problem, config, k)` gives this run's; None: not part of this run).
+    """
     done: dict[tuple[str, str, int], bool] = {}
+    errors: dict[tuple[str, str], str] = {}
     if not log.exists():
-        return done
+        return done, errors
     whole_lines(log)
     for line in log.read_text().splitlines():
         try:
             rec = json.loads(line)
         except ValueError:
             continue
+        key = (rec["problem"], rec["config"], int(rec["sample"]))
+        want = expected(*key)
+        if want is None:
+            continue
+        made = rec.get("settings") or {}
+        changed = [name for name in _SETTINGS if made.get(name) != want[name]]
+        if changed:
+            what = "no record of its settings (an older osca made it)" if not made else \
+                f"another {_SETTINGS[changed[0]]}"
+            raise ConfigError(f"{log.parent} holds samples made with {what} (first: problem {key[0]!r}, "
+                              f"configuration {key[1]!r}, sample {key[2]}): estimate into a new run directory, "
+                              f"or delete this one to start over")
         if rec.get("error") is None:
-            done[(rec["problem"], rec["config"], int(rec["sample"]))] = bool(rec["correct"])
-    return done
+            done[key] = bool(rec["correct"])
+        else:
+            errors[key[:2]] = rec["error"]
+    return done, errors
 
 
 def _draw_one(graph: Any, step: str, others: Mapping[str, Any], configs: Sequence[SamplingConfig],
@@ -113,11 +184,17 @@ def _draw_one(graph: Any, step: str, others: Mapping[str, Any], configs: Sequenc
     try:
         sampler = AllocatedSampler(configs, Allocation({config: 1}), seed=seed + k,
                                    call_site=f"{step}/{problem.id}/{k}")
-        final = instrument(graph, {**others, step: sampler}).invoke(problem.input)
+        final = instrument(graph, {**others, step: sampler}).invoke(problem.input, _fresh_thread())
         record.update(correct=_verdict(verify, problem, final), error=None)
     except Exception as e:  # recorded, retried by the next run; never counted as correct
         record.update(correct=False, error=f"{type(e).__name__}: {e}")
     return record
+
+
+def _fresh_thread() -> dict[str, Any]:
+    """A run config with a thread of its own: a checkpointer needs one, and a retried sample must not resume the
+    failed run's thread."""
+    return {"configurable": {"thread_id": f"osca-{uuid.uuid4().hex}"}}
 
 
 class LocalExecutor:
@@ -184,8 +261,18 @@ async def aestimate(graph: Any, step: str, problems: Sequence[Problem], configs:
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     log = run / "samples.jsonl"
-    done = _done(log)
     others = {name: s for name, s in (fixed or {}).items() if name != step}
+    spec = _spec_digest(graph, step, verify, others)
+    inputs = {p.id: _digest([p.input, p.data]) for p in problems}
+    definitions = {c.name: _digest(c.model_dump(mode="json")) for c in configs}
+
+    def expected(pid: str, name: str, k: int) -> dict[str, Any] | None:
+        """Everything that changes sample k of configuration `name` on problem `pid` (None: not in this run)."""
+        if pid not in inputs or name not in definitions:
+            return None
+        return {"spec": spec, "configuration": definitions[name], "input": inputs[pid], "seed": seed + k}
+
+    done, errors = _done(log, expected)
     calls = [(graph, step, others, configs, p, c.name, k, seed, verify)
              for p in problems for c in configs for k in range(c0) if (p.id, c.name, k) not in done]
 
@@ -195,9 +282,12 @@ async def aestimate(graph: Any, step: str, problems: Sequence[Problem], configs:
                   disable=not progress) as bar, log.open("a") as out:
         task = bar.add_task("", total=len(problems) * len(configs) * c0, completed=len(done))
         async for record in (executor or LocalExecutor(concurrency)).map(_draw_one, calls):
-            append_record(out, record)  # one writer: this loop; every sample is on disk before the next
-            if record["error"] is None:
-                done[(record["problem"], record["config"], int(record["sample"]))] = record["correct"]
+            key = (record["problem"], record["config"], int(record["sample"]))
+            append_record(out, {**record, "settings": expected(*key)})  # one writer: this loop; on disk before
+            if record["error"] is None:                                   # the next sample is counted
+                done[key] = record["correct"]
+            else:
+                errors[key[:2]] = record["error"]
             bar.advance(task)
 
     correct = np.zeros((len(configs), len(problems)), dtype=np.int64)
@@ -210,8 +300,9 @@ async def aestimate(graph: Any, step: str, problems: Sequence[Problem], configs:
             correct[rows[name], where[pid]] += ok
     if (runs == 0).any():
         i, j = map(int, np.argwhere(runs == 0)[0])
-        raise DataError(f"no finished sample for configuration {configs[i].name!r} on problem {ids[j]!r} "
-                        f"(see the errors in {log}); re-run to retry them")
+        last = errors.get((ids[j], configs[i].name), "none logged")
+        raise DataError(f"no finished sample for configuration {configs[i].name!r} on problem {ids[j]!r}; the last "
+                        f"error: {last} (all errors are in {log}; a re-run retries them)")
     matrix = CountMatrix(tuple(configs), tuple(ids), correct, runs)
     matrix.save(run / "counts.json")
     return matrix
@@ -303,7 +394,7 @@ def end_to_end(graph: Any, samplers: Mapping[str, Any], problems: Sequence[Probl
     from .langgraph import compile_graph, instrument
 
     runner = instrument(graph, samplers) if samplers else compile_graph(graph)
-    solved = sum(_verdict(verify, problem, runner.invoke(problem.input)) for problem in problems)
+    solved = sum(_verdict(verify, problem, runner.invoke(problem.input, _fresh_thread())) for problem in problems)
     return solved / len(problems) if problems else 0.0
 
 
