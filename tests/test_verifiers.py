@@ -4,6 +4,7 @@ fake sandbox that returns scripted results), and the runner's JUnit parsing (on 
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import textwrap
@@ -12,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from osca import ConfigError
-from osca.sandbox import _runner
+from osca.sandbox import _harness, _runner
 from osca.sandbox.container import Job, JobResult
-from osca.verifiers import Status, UnitTestVerifier, Verdict, Verifier, expected_test_ids
+from osca.verifiers import (InProcessUnitTestVerifier, Status, UnitTestVerifier, Verdict, Verifier,
+                            default_wall_clock, expected_test_ids)
 
 TESTS = textwrap.dedent("""\
     import pytest
@@ -134,7 +136,9 @@ def test_job_files_argv_and_limits() -> None:
     verifier = UnitTestVerifier(TESTS, sandbox=FakeSandbox(all_passed()),  # type: ignore[arg-type]
                                 timeout=7.5, wall_clock=42.0)
     job = verifier.job(CANDIDATE)
-    assert job.files == {"solution.py": CANDIDATE, "test_solution.py": TESTS}
+    # The tests get a stand-in; the candidate itself travels apart, to run in its own process.
+    assert job.files == {"solution.py": _harness.stand_in_source(7.5), "test_solution.py": TESTS}
+    assert job.candidate == CANDIDATE and job.candidate_module == "solution"
     assert job.argv[:3] == ["python3", "-m", "pytest"]
     assert "--junitxml={report}" in job.argv
     assert "--timeout=7.5" in job.argv
@@ -148,13 +152,31 @@ def test_job_files_argv_and_limits() -> None:
 def test_job_default_timeout_is_formatted_without_trailing_zero() -> None:
     job = UnitTestVerifier(TESTS, sandbox=FakeSandbox(all_passed())).job(CANDIDATE)  # type: ignore[arg-type]
     assert [a for a in job.argv if a.startswith("--timeout=")] == ["--timeout=10.0"]
-    assert job.wall_clock == 60.0
+    assert job.wall_clock == default_wall_clock(10.0, len(EXPECTED)) == 45.0
+
+
+def test_wall_clock_follows_the_timeout_and_the_number_of_tests() -> None:
+    one = UnitTestVerifier("def test_a(): pass\n", sandbox=FakeSandbox(all_passed()), timeout=5)  # type: ignore[arg-type]
+    assert one.wall_clock == 15.0
+    assert UnitTestVerifier(TESTS, sandbox=FakeSandbox(all_passed()), timeout=5).wall_clock == 25.0  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("limits", [{"timeout": 0}, {"timeout": -1}, {"wall_clock": 0}])
+def test_non_positive_limits_are_config_errors(limits: dict[str, float]) -> None:
+    with pytest.raises(ConfigError, match="must be > 0"):
+        UnitTestVerifier(TESTS, sandbox=FakeSandbox(all_passed()), **limits)  # type: ignore[arg-type]
+
+
+def test_in_process_opt_in_puts_the_candidate_beside_the_tests() -> None:
+    job = InProcessUnitTestVerifier(TESTS, sandbox=FakeSandbox(all_passed())).job(CANDIDATE)  # type: ignore[arg-type]
+    assert job.files == {"solution.py": CANDIDATE, "test_solution.py": TESTS}
+    assert job.candidate is None
 
 
 def test_verify_sends_the_verifiers_job_to_the_sandbox() -> None:
     _, box = verify(all_passed())
     assert len(box.jobs) == 1
-    assert box.jobs[0].files["solution.py"] == CANDIDATE
+    assert box.jobs[0].candidate == CANDIDATE
     assert box.jobs[0].files["test_solution.py"] == TESTS
 
 
@@ -477,15 +499,26 @@ def test_runner_ids_match_expected_ids(tmp_path: Path) -> None:
 
 
 def run_on_host(tmp_path: Path, tests: str, candidate: str, *, timeout: float = 30) -> tuple[JobResult, str]:
-    """Run a verifier's job with the host's pytest (no Docker, no sandbox) and read its report with the runner."""
+    """Run a verifier's job with the host's pytest and the candidate in a process of its own, as the runner
+    does it but without Docker, uids or sandbox, and read the report with the runner."""
     verifier = UnitTestVerifier(tests, sandbox=FakeSandbox(all_passed()), timeout=timeout)  # type: ignore[arg-type]
     job = verifier.job(candidate)
+    job.files["solution.py"] = _harness.stand_in_source(timeout, _harness.__file__)
     for name, text in job.files.items():
         (tmp_path / name).write_text(text)
     report = tmp_path / "report.xml"
     argv = [sys.executable if a == "python3" else a.replace("{report}", str(report)) for a in job.argv]
-    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+    env = {"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
+    theirs, ours = socket.socketpair()
+    with theirs, ours, subprocess.Popen([sys.executable, "-I", _harness.__file__, "candidate", "solution",
+                                         str(theirs.fileno())], stdin=subprocess.PIPE, env=env,
+                                        pass_fds=[theirs.fileno()]) as served:
+        assert served.stdin is not None
+        served.stdin.write(candidate.encode())
+        served.stdin.close()
+        proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                              env={**env, "OSCA_CANDIDATE_FD": str(ours.fileno())}, pass_fds=[ours.fileno()])
+        served.kill()
     reported, error = _runner._read_junit(str(report))
     assert error is None, proc.stdout + proc.stderr
     return JobResult(runner_ok=True, exit_code=proc.returncode, tests=reported, output=proc.stdout), tests

@@ -24,11 +24,12 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 from .exceptions import ConfigError
+from .sandbox._harness import stand_in_source
 from .sandbox.container import DockerSandbox, Job, JobResult, Sandbox, _escapes
 from .sandbox.image import ensure_image
 
-__all__ = ["PatchVerifier", "Status", "UnitTestVerifier", "Verdict", "Verifier", "check_sandbox",
-           "expected_test_ids", "patch_paths", "patch_setup", "pytest_command"]
+__all__ = ["InProcessUnitTestVerifier", "PatchVerifier", "Status", "UnitTestVerifier", "Verdict", "Verifier",
+           "check_sandbox", "default_wall_clock", "expected_test_ids", "patch_paths", "patch_setup", "pytest_command"]
 
 
 class Status(StrEnum):
@@ -149,28 +150,41 @@ def judge(result: JobResult, expected: list[str]) -> Verdict:
     return verdict(Status.PASSED, f"{len(mine)} tests passed", tests)
 
 
-class UnitTestVerifier:
-    """Runs pytest tests against a candidate module in the sandbox.
+def default_wall_clock(timeout: float, n_tests: int) -> float:
+    """Seconds for a whole run of `n_tests` tests at `timeout` seconds each: every test at its limit, one more
+    limit for collection (the candidate loading), and 5 s to start the interpreters."""
+    return 5.0 + timeout * (n_tests + 1)
 
-    The candidate is saved as `solution.py` beside the tests (`test_solution.py`), so tests import it with
-    `from solution import f`.
+
+class UnitTestVerifier:
+    """Runs pytest tests against a candidate module in the sandbox, the candidate in a process of its own.
+
+    The tests (`test_solution.py`) import `solution` as usual, but get a stand-in: its functions forward each
+    call to the candidate, which runs in a separate process under another uid (`osca.sandbox._harness`).
+    Arguments, results and exceptions cross as plain data only (numbers, strings, bytes, and lists, tuples,
+    dicts and sets of them); a result that is not plain data, such as an object equal to everything, fails
+    the test. The candidate can neither see the tests nor reach pytest, its report or the runner. What it
+    cannot do either: return an instance of its own class (use `InProcessUnitTestVerifier`), or mutate an
+    argument in place for the test to see.
 
     Args:
         tests: pytest source.
         sandbox: where to run (default: a fresh hardened container per verification).
-        timeout: seconds per test (pytest-timeout).
-        wall_clock: seconds for the whole run, collection included.
+        timeout: seconds per test (pytest-timeout), and for the candidate to load.
+        wall_clock: seconds for the whole run, collection included (default: `default_wall_clock`).
     """
 
     def __init__(self, tests: str, *, sandbox: Sandbox | None = None, timeout: float = 10.0,
-                 wall_clock: float = 60.0) -> None:
+                 wall_clock: float | None = None) -> None:
         self.tests = tests
         self.expected = expected_test_ids(tests)
         if not self.expected:
             raise ConfigError("the test source defines no test functions (test_* / Test*.test_*)")
+        if timeout <= 0 or (wall_clock is not None and wall_clock <= 0):
+            raise ConfigError(f"timeout and wall clock must be > 0 seconds, got {timeout} and {wall_clock}")
         self.sandbox = sandbox or DockerSandbox()
         self.timeout = timeout
-        self.wall_clock = wall_clock
+        self.wall_clock = wall_clock if wall_clock is not None else default_wall_clock(timeout, len(self.expected))
         self.test_command = pytest_command(timeout, TESTS_FILE)
 
     def check(self) -> None:
@@ -178,14 +192,30 @@ class UnitTestVerifier:
         check_sandbox(self.sandbox)
 
     def job(self, candidate: str) -> Job:
-        return Job(files={"solution.py": candidate, TESTS_FILE: self.tests}, argv=self.test_command,
-                   wall_clock=self.wall_clock, junit=True)
+        return Job(files={"solution.py": stand_in_source(self.timeout), TESTS_FILE: self.tests},
+                   candidate=candidate, argv=self.test_command, wall_clock=self.wall_clock, junit=True)
 
     def verify(self, candidate: str) -> Verdict:
         return judge(self.sandbox.run(self.job(candidate)), self.expected)
 
     async def averify(self, candidate: str) -> Verdict:
         return await asyncio.to_thread(self.verify, candidate)
+
+
+class InProcessUnitTestVerifier(UnitTestVerifier):
+    """An explicit opt-in: the candidate is imported whole into the pytest process, for candidates the tests
+    must use as objects (classes with state, callbacks, arguments mutated in place).
+
+    What it does NOT defend against: sharing pytest's process, the candidate can make pytest report anything.
+    It can patch pytest at import (`Function.runtest = lambda self: None`), return an object equal to
+    everything, rewrite the tests and run pytest again, or write the report itself. The sandbox still holds
+    (no network, read-only root, limits, the wall clock, no reach into the runner or its result line), so the
+    host stays safe; but a `passed` from this verifier only means that the candidate did not try to cheat.
+    """
+
+    def job(self, candidate: str) -> Job:
+        return Job(files={"solution.py": candidate, TESTS_FILE: self.tests}, argv=self.test_command,
+                   wall_clock=self.wall_clock, junit=True)
 
 
 def patch_paths(patch: str) -> list[str]:

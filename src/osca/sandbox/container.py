@@ -2,19 +2,27 @@
 
 Every container: no network, read-only root with small tmpfs scratch, uid 1000, all capabilities dropped,
 no-new-privileges, memory (= memory + swap), CPU and pids limits, file-size and open-file ulimits, capped
-logs, an init process, and the label `osca.sandbox`. Timeouts in three layers: the job's own (e.g.
-pytest-timeout per test), the runner's wall clock inside the container (kills the job's process group), and
-the host's wait on the container followed by a kill. The container is removed on every path out, errors and
-KeyboardInterrupt included.
+logs, an init process, and labels naming its owner (`owner_labels`). Timeouts in three layers: the job's own
+(e.g. pytest-timeout per test), the runner's wall clock inside the container (kills the job's process group),
+and the container's own deadline: its main process (`_guard.py`) exits when the host process is gone (stdin
+closed) or the deadline passes, which ends the container, and Docker removes it (auto_remove). The host also
+kills it after `wall_clock + host_grace`. Containers of owners that died without cleaning up (SIGKILL, a CI
+timeout) are removed by `reap_orphans`, which each sandbox runs on first use and `osca sandbox prune` runs on
+demand (testcontainers' reaper pattern).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import queue
 import secrets
 import shutil
+import socket
 import tempfile
+import threading
+import time
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, runtime_checkable
 
@@ -23,11 +31,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..exceptions import SandboxError
 from .image import docker_client, ensure_image, image_tag
 
-__all__ = ["LABEL", "DockerSandbox", "Job", "JobResult", "Limits", "Sandbox", "hardening"]
+__all__ = ["LABEL", "OWNER_PID", "DockerSandbox", "Job", "JobResult", "Limits", "Sandbox", "hardening",
+           "owner_labels", "reap_orphans"]
 
 LABEL = "osca.sandbox"
+OWNER_PID, OWNER_START, OWNER_BOOT, OWNER_HOST = "osca.owner.pid", "osca.owner.start", "osca.owner.boot", \
+    "osca.owner.host"
 _RUNNER = Path(__file__).with_name("_runner.py")
+_GUARD = Path(__file__).with_name("_guard.py")
+_HARNESS = Path(__file__).with_name("_harness.py")
+_RUNNER_CAPS = ("SETUID", "SETGID", "KILL", "DAC_READ_SEARCH")
+"""All the root runner holds: to run each part of a job under its own uid, kill them, and read the host's
+0600 staging files (see _runner.py). Job code never holds a capability."""
 _MAX_LOG = 1 << 20
+_GUARD_GRACE = 3.0
+"""Seconds past the job's wall clock after which a one-shot container ends itself (the runner's own report
+and exit normally come well before)."""
 
 
 class Limits(BaseModel):
@@ -47,8 +66,9 @@ class Limits(BaseModel):
     """Most open file descriptors (RLIMIT_NOFILE)."""
     scratch: str = "64m"
     """Size of the writable tmpfs at /scratch (the job's working directory lives there)."""
-    host_grace: float = Field(default=15.0, gt=0)
-    """Seconds the host waits beyond the job's wall clock before it kills the container."""
+    host_grace: float = Field(default=5.0, gt=0)
+    """Seconds the host waits beyond the job's wall clock before it kills the container (a backstop: the
+    container ends itself sooner, see the module docstring)."""
 
 
 class Job(BaseModel):
@@ -68,6 +88,16 @@ class Job(BaseModel):
     """Commands run first, in order (e.g. applying a patch); the first that fails ends the job."""
     archive: bytes | None = None
     """A tar archive (a repository snapshot made by the host) unpacked into the working directory."""
+    output_tail: int = Field(default=4000, ge=0, le=1 << 19)
+    """How many bytes of the end of the job's output come back (a whole test log needs more than the default)."""
+    candidate: str | None = None
+    """Source of a module run apart from the job, in its own process under its own uid; `files` should hold
+    the stand-in the job imports in its place (`osca.sandbox._harness.stand_in_source`)."""
+    candidate_module: str = Field(default="solution", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """The name the candidate module is loaded under."""
+    protect: list[str] = Field(default_factory=list)
+    """Paths in the working directory restored from `archive` after the setup steps (removed where the archive
+    has none) and read-only to the job: it can neither change, remove nor replace them."""
 
 
 class JobResult(BaseModel):
@@ -107,6 +137,137 @@ def _checked_path(name: str) -> PurePosixPath:
     return p
 
 
+def _start_ticks(pid: int) -> str:
+    """When process `pid` started (clock ticks since boot, /proc/<pid>/stat field 22); "" where unknown.
+
+    With the pid it names one process for good: a pid reused after its owner died has another start time.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[19]
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def owner_labels(pid: int | None = None) -> dict[str, str]:
+    """Labels naming the process that owns a container (default: this one): pid, its start time, boot id, host."""
+    pid = os.getpid() if pid is None else pid
+    return {LABEL: "1", OWNER_PID: str(pid), OWNER_START: _start_ticks(pid), OWNER_BOOT: _boot_id(),
+            OWNER_HOST: socket.gethostname()}
+
+
+def _owner_dead(labels: dict[str, str]) -> bool:
+    """Whether the owner a container's labels name is surely gone. Containers of another machine (another
+    hostname on a shared engine) and those without owner labels are never judged dead."""
+    if OWNER_PID not in labels or labels.get(OWNER_HOST) != socket.gethostname():
+        return False
+    if labels.get(OWNER_BOOT) != _boot_id():
+        return True  # this machine rebooted since
+    pid = int(labels[OWNER_PID])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    return _start_ticks(pid) != labels.get(OWNER_START)
+
+
+def reap_orphans(client: Any) -> list[str]:
+    """Remove every osca container whose owner process is dead (see `owner_labels`); their names."""
+    import docker.errors
+
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        if _owner_dead(container.labels):
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass  # it removed itself meanwhile (auto_remove)
+            removed.append(container.name)
+    return removed
+
+
+class _Attached:
+    """A container's stdin and its stdout/stderr frames, attached before it starts.
+
+    A thread reads the frames (docker-py's `frames_iter`) so that a read can time out; it ends when the
+    container's output closes.
+    """
+
+    def __init__(self, client: Any, container: Any) -> None:
+        from docker.utils.socket import frames_iter
+
+        self._io = client.api.attach_socket(container.id, params={"stdin": 1, "stdout": 1, "stderr": 1,
+                                                                   "stream": 1})
+        self._sock: socket.socket = self._io._sock
+        self._frames: queue.Queue[tuple[int, bytes] | None] = queue.Queue()
+        self._stdout = b""
+        self.ended = False
+
+        def pump() -> None:
+            try:
+                for frame in frames_iter(self._sock, tty=False):
+                    self._frames.put(frame)
+            except (OSError, ValueError):
+                pass  # closed under us: the same as the end of the output
+            finally:
+                self._frames.put(None)
+
+        threading.Thread(target=pump, name=f"osca-attach-{container.short_id}", daemon=True).start()
+
+    def send(self, message: dict[str, Any]) -> None:
+        self._sock.sendall(json.dumps(message).encode() + b"\n")
+
+    def _next(self, deadline: float) -> tuple[int, bytes] | None:
+        """The next (stream, bytes) frame; None at the end of the output; TimeoutError at `deadline`."""
+        if self.ended:
+            return None
+        try:
+            frame = self._frames.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise TimeoutError("no output from the container before the deadline") from None
+        self.ended = frame is None
+        return frame
+
+    def read_line(self, timeout: float) -> str:
+        """The next line on stdout (stderr is dropped); ConnectionError if the output ends first."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._stdout:
+            frame = self._next(deadline)
+            if frame is None:
+                raise ConnectionError("the container closed its output")
+            if frame[0] == 1:
+                self._stdout += frame[1]
+        line, _, self._stdout = self._stdout.partition(b"\n")
+        return line.decode("utf-8", "replace")
+
+    def read_all(self, timeout: float, limit: int = _MAX_LOG) -> str:
+        """stdout and stderr as they came until the output ends (its last `limit` bytes); TimeoutError first."""
+        deadline = time.monotonic() + timeout
+        data = bytearray()
+        while (frame := self._next(deadline)) is not None:
+            data += frame[1]
+            del data[:-limit]
+        return data.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        """Close stdin and the stream (the container's main process sees EOF and ends the container)."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # also wakes the reading thread
+        except OSError:
+            pass
+        self._sock.close()
+        self._io.close()
+
+
 class DockerSandbox:
     """Runs each `Job` in a fresh hardened container (see the module docstring).
 
@@ -116,17 +277,28 @@ class DockerSandbox:
         '1\\n'
     """
 
-    def __init__(self, *, image: str | None = None, limits: Limits | None = None, client: Any = None) -> None:
+    def __init__(self, *, image: str | None = None, limits: Limits | None = None, client: Any = None,
+                 network: bool = False, writable_root: bool = False, user: str | None = None) -> None:
+        """`network`, `writable_root` and `user` loosen the hardening for environment images whose tests run in
+        place (SWE-bench's /testbed, owned by `user`) or need the network: each is an explicit opt-in. With
+        `user` None the runner starts as root holding only `_RUNNER_CAPS` and runs each part of a job under its
+        own uid; with a `uid:gid` every part runs as that user (a weaker setup, see README)."""
         self._client = client
         self._own_client = client is None
         self.image = image
         self.limits = limits or Limits()
+        self.network, self.writable_root, self.user = network, writable_root, user
         self._default_image: str | None = None
+        self._reaped = False
 
     @property
     def client(self) -> Any:
+        """The Docker client; the first use also removes the containers of dead owners (`reap_orphans`)."""
         if self._client is None:
             self._client = docker_client()
+        if not self._reaped:
+            reap_orphans(self._client)
+            self._reaped = True
         return self._client
 
     def _image(self) -> str:
@@ -151,43 +323,59 @@ class DockerSandbox:
     def run(self, job: Job) -> JobResult:
         """Run `job` in a new container and remove it; sandbox failures raise `SandboxError`."""
         import docker.errors
-        import requests.exceptions
 
         client = self.client
         image = ensure_image(client, self._image())  # still checks that the image is there, each job
         nonce = secrets.token_hex(16)
         staging = Path(tempfile.mkdtemp(prefix="osca-job-"))
-        container = None
+        container = stream = None
+        host_killed = False
         try:
             self._stage(staging, job)
-            container = client.containers.create(image, command=["python3", "-I", "/job/runner.py"],
-                                                 environment={"OSCA_NONCE": nonce},
-                                                 **hardening(self.limits, staging))
+            container = client.containers.create(image, command=["python3", "-I", "/job/guard.py"],
+                                                 **self._hardening(staging))
+            stream = _Attached(client, container)
             container.start()
-            host_killed = False
+            # The nonce travels on stdin: it is in no environment a job could read (issue 12).
+            stream.send({"nonce": nonce, "deadline": job.wall_clock + _GUARD_GRACE})
             try:
-                container.wait(timeout=job.wall_clock + self.limits.host_grace)
-            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                logs = stream.read_all(timeout=job.wall_clock + self.limits.host_grace)
+            except TimeoutError:
                 host_killed = True
-                container.kill()
-                container.wait(timeout=30)
-            container.reload()
-            oom = bool(container.attrs["State"].get("OOMKilled"))
-            logs = container.logs(stdout=True, stderr=True)[-_MAX_LOG:].decode("utf-8", "replace")
+                logs = ""
         except docker.errors.DockerException as e:
             raise SandboxError(f"sandbox container failed: {e}") from e
         finally:
+            if stream is not None:
+                stream.close()
             if container is not None:
                 try:
                     container.remove(force=True)
                 except docker.errors.NotFound:
-                    pass
+                    pass  # it ended and removed itself
+                except docker.errors.APIError as e:
+                    if e.status_code != 409:  # 409: its removal is already under way
+                        raise
             shutil.rmtree(staging, ignore_errors=True)
-        return _parse_result(logs, nonce, host_killed=host_killed, oom=oom)
+        return _parse_result(logs, nonce, host_killed=host_killed)
 
     async def arun(self, job: Job) -> JobResult:
         """`run` without blocking the event loop (the docker SDK is synchronous)."""
         return await asyncio.to_thread(self.run, job)
+
+    def _hardening(self, staging: Path) -> dict[str, Any]:
+        if self.user is None:  # /scratch belongs to the runner's tree uid, 1000 (see _runner.py)
+            options = hardening(self.limits, staging, user="0:0", cap_add=_RUNNER_CAPS,
+                                scratch_owner="uid=1000,gid=1000,mode=0755")
+        else:
+            uid, _, gid = self.user.partition(":")
+            options = hardening(self.limits, staging, user=self.user,
+                                scratch_owner=f"uid={uid},gid={gid or uid},mode=0700")
+        if self.network:
+            options["network_mode"] = "bridge"
+        if self.writable_root:
+            options["read_only"] = False
+        return options
 
     @staticmethod
     def _stage(staging: Path, job: Job) -> None:
@@ -197,17 +385,22 @@ class DockerSandbox:
             target = work / _checked_path(name)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
-        (staging / "job.json").write_text(json.dumps(
-            {"argv": job.argv, "wall_clock": job.wall_clock, "junit": job.junit, "setup": job.setup}))
+        (staging / "job.json").write_text(json.dumps(job.model_dump(mode="json", exclude={"files", "archive"})))
         if job.archive is not None:
             (staging / "work.tar").write_bytes(job.archive)
-        _stage_scripts(staging)
+        _stage_scripts(staging, _GUARD)
+        # The job's inputs (tests included) are for the root runner only, never for a job uid (issue 12).
+        for p in [work, *work.rglob("*")]:
+            p.chmod(0o700 if p.is_dir() else 0o600)
+        for name in ("job.json", "work.tar"):
+            if (staging / name).exists():
+                (staging / name).chmod(0o600)
 
 
 def _stage_scripts(staging: Path, *extra: Path) -> None:
-    """Copy the runner and `extra` scripts into `staging` (each named without its leading `_`), then make all
+    """Copy the runner, the harness and `extra` scripts into `staging` (each named without its leading `_`), then make all
     of `staging` readable by the container's user (directories 0755, files 0644)."""
-    for script in (_RUNNER, *extra):
+    for script in (_RUNNER, _HARNESS, *extra):
         shutil.copy(script, staging / script.name.removeprefix("_"))
     for p in [staging, *staging.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
@@ -215,7 +408,12 @@ def _stage_scripts(staging: Path, *extra: Path) -> None:
 
 def hardening(limits: Limits, staging: Path, *, user: str = "1000:1000", cap_add: tuple[str, ...] = (),
               scratch_owner: str = "uid=1000,gid=1000,mode=0700") -> dict[str, Any]:
-    """`containers.create` keyword arguments shared by one-shot and pool containers (module docstring)."""
+    """`containers.create` keyword arguments shared by one-shot and pool containers (module docstring).
+
+    stdin stays open until the host's attached stream closes (StdinOnce, which docker-py sets only when
+    `detach` is False; `create` starts nothing either way): the container's main process reads EOF when its
+    host is gone. The container is removed by Docker when it exits.
+    """
     from docker.types import LogConfig, Mount, Ulimit
 
     return dict(
@@ -229,16 +427,16 @@ def hardening(limits: Limits, staging: Path, *, user: str = "1000:1000", cap_add
         ulimits=[Ulimit(name="fsize", soft=limits.file_size, hard=limits.file_size),
                  Ulimit(name="nofile", soft=limits.open_files, hard=limits.open_files)],
         log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
-        labels={LABEL: "1"}, detach=True)
+        labels=owner_labels(), stdin_open=True, detach=False, auto_remove=True)
 
 
-def _parse_result(logs: str, nonce: str, *, host_killed: bool, oom: bool) -> JobResult:
+def _parse_result(logs: str, nonce: str, *, host_killed: bool) -> JobResult:
     marker = f"OSCA-RESULT {nonce} "
     for line in reversed(logs.splitlines()):
         if line.startswith(marker):
             try:
                 fields = json.loads(line[len(marker):])
-                return JobResult(runner_ok=True, host_killed=host_killed, oom_killed=oom, **fields)
+                return JobResult(runner_ok=True, host_killed=host_killed, **fields)
             except ValueError:
                 break
-    return JobResult(runner_ok=False, host_killed=host_killed, oom_killed=oom, output=logs[-4000:])
+    return JobResult(runner_ok=False, host_killed=host_killed, output=logs[-4000:])
