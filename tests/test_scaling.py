@@ -16,8 +16,9 @@ import pytest
 
 from osca import Allocation, BudgetError, ConfigError, CountMatrix, DataError, SamplingConfig, load_counts
 from osca.evaluate import expected_pass
-from osca.scaling import (CoverageCurve, DistributionFit, allocation_curve, config_curve, fit_distribution,
-                          fit_pass_rates, fit_power_law, learned_curve, recommend_budget, scale_allocation)
+from osca.scaling import (CoverageCurve, DistributionFit, allocation_curve, choose_method, config_curve,
+                          extrapolation_check, fit_distribution, fit_pass_rates, fit_power_law, learned_curve,
+                          recommend_budget, scale_allocation)
 from test_cli import run  # the installed entry point, as a user runs it
 
 # "good" solves problems p0..p3 in 0, 1, 2, 4 of 4 runs; "bad" never does better on any problem.
@@ -320,6 +321,46 @@ def test_advisor_min_gain_per_cost_unit():
     assert per_cost.allocation == Allocation({"good": int(per_cost.budget)})
 
 
+def test_advisor_forecast_continues_from_the_last_recorded_point():
+    # issue 13: past the recorded runs the advice used the law's own level, below the measured curve
+    truth = DistributionFit(0.3, 0.4, 1.2, 1.0, 1.0, 8.0, 0, "curve")
+    ks = np.arange(1, 9, dtype=float)
+    c = truth.predict(ks) + 0.01 * (ks == 8)  # the last recorded point sits above any smooth fit
+    curve = CoverageCurve(label="x", k=ks, coverage=c, band=np.c_[c, c], allocations=(), per_problem=c[:, None])
+    for method in ("power-law", "distribution"):
+        advice = recommend_budget(small(), min_gain=1e-4, curve=curve, method=method)
+        assert advice.extrapolated and advice.coverage > c[-1]
+        assert advice.fit.method == method and advice.to_dict()["method"] == method
+        target = recommend_budget(small(), target=float(c[-1]) + 0.005, curve=curve, method=method)
+        assert target.budget > 8 and target.coverage >= float(c[-1]) + 0.005 - 1e-9
+
+
+def test_advisor_says_which_method_the_held_out_check_chose():
+    truth = DistributionFit(0.3, 0.4, 1.2, 1.0, 1.0, 16.0, 0, "curve")
+    ks = np.arange(1, 17, dtype=float)
+    c = truth.predict(ks)
+    curve = CoverageCurve(label="x", k=ks, coverage=c, band=np.c_[c, c], allocations=(), per_problem=c[:, None])
+    method, errors = choose_method(curve)
+    assert method == "distribution" and abs(errors["distribution"]) < abs(errors["power-law"])
+    advice = recommend_budget(small(), target=0.5, curve=curve)
+    assert advice.fit.method == "distribution" and "held-out check" in advice.why
+    law = law_curve(-1.5, -0.2, range(1, 17))
+    assert choose_method(law)[0] == "power-law"
+
+
+def test_advisor_ignores_points_beyond_the_recorded_runs():
+    rng = np.random.default_rng(1)
+    m = CountMatrix(("a", "b"), tuple(f"p{j}" for j in range(40)), rng.binomial(9, rng.beta(0.3, 2, (2, 40))), 9)
+    alloc = Allocation({"a": 7, "b": 2})
+    long = allocation_curve(m, alloc, range(1, 31))
+    short = allocation_curve(m, alloc, range(1, 13))  # up to 9 of a and 3 of b: within the 9 runs
+    assert long.recorded.sum() == 12
+    for kw in ({"min_gain": 0.002}, {"target": 0.99 * float(long.coverage.max())}):
+        a = recommend_budget(m, curve=long, method="power-law", **kw)
+        b = recommend_budget(m, curve=short, method="power-law", **kw)
+        assert (a.budget, a.coverage) == (b.budget, b.coverage)
+
+
 def test_advisor_rejects_bad_arguments():
     m = small()
     with pytest.raises(BudgetError, match="max_budget"):
@@ -332,6 +373,8 @@ def test_advisor_rejects_bad_arguments():
         recommend_budget(m, target=1.5)
     with pytest.raises(BudgetError, match="min_gain"):
         recommend_budget(m, min_gain=0.0)
+    with pytest.raises(ConfigError, match="unknown fit method"):
+        recommend_budget(m, min_gain=0.1, method="cubic")
 
 
 # ------------------------------------------------------------------------------------------------ SWE-bench
@@ -345,6 +388,16 @@ def test_swebench_fit_on_k_up_to_8_predicts_k_16(swebench_path, name):
     assert fit.a < 0 and fit.b < 0 and fit.rmse < 0.005
     assert fit.extrapolates(16)
     assert abs(fit.predict(16) - curve.coverage[15]) < 0.02  # within two points of coverage, 8 samples out
+
+
+def test_swebench_distribution_forecast_halves_the_power_law_error(swebench_path):
+    # issue 13, done when: k = 16 from k <= 8, median configuration, at most half the power law's error
+    split = load_counts(swebench_path)
+    rows = extrapolation_check([config_curve(split, n) for n in split.test.names], (8,), 16)
+    assert len(rows) == 22
+    med = {m: np.median([abs(r.error[m]) for r in rows]) for m in ("distribution", "power-law")}
+    assert med["distribution"] <= med["power-law"] / 2, med
+    assert all(r.error["power-law"] > 0 for r in rows)  # the law over-shoots every configuration
 
 
 def test_swebench_learned_curve_extrapolates(swebench_path):

@@ -33,9 +33,10 @@ from .learn import learn_allocation
 if TYPE_CHECKING:
     from .sampler import Candidate
 
-__all__ = ["BudgetAdvice", "CoverageCurve", "DistributionFit", "PowerLawFit", "PrecisionReport", "PrecisionRow",
-           "allocation_curve", "config_curve", "extrapolation_check", "fit_distribution", "fit_pass_rates",
-           "fit_power_law", "learned_curve", "precision_report", "recommend_budget", "scale_allocation"]
+__all__ = ["BudgetAdvice", "CoverageCurve", "DistributionFit", "ForecastError", "PowerLawFit", "PrecisionReport",
+           "PrecisionRow", "allocation_curve", "choose_method", "config_curve", "extrapolation_check",
+           "fit_distribution", "fit_pass_rates", "fit_power_law", "learned_curve", "precision_report",
+           "recommend_budget", "scale_allocation"]
 
 
 # ------------------------------------------------------------------------------------------------ curves
@@ -292,8 +293,13 @@ class PowerLawFit:
             return math.inf
         return float((math.log(target) / self.a) ** (1.0 / self.b))
 
+    method = "power-law"
+
+    def describe(self) -> str:
+        return f"log c = {self.a:.4f} k^{self.b:.4f} (fitted on k = {self.k_min:g}..{self.k_max:g})"
+
     def to_dict(self) -> dict[str, Any]:
-        return {"a": self.a, "b": self.b, "rmse": self.rmse, "rmse_log": self.rmse_log, "max_error": self.max_error,
+        return {"method": self.method, "a": self.a, "b": self.b, "rmse": self.rmse, "rmse_log": self.rmse_log, "max_error": self.max_error,
                 "k_range": [_num(self.k_min), _num(self.k_max)], "n_points": self.n_points,
                 "dropped": [_num(k) for k in self.dropped]}
 
@@ -565,6 +571,70 @@ def fit_distribution(k: Sequence[float] | np.ndarray, coverage: Sequence[float] 
 # ------------------------------------------------------------------------------------------------ the advisor
 
 
+Fit = PowerLawFit | DistributionFit
+
+
+@dataclass(frozen=True)
+class ForecastError:
+    """One row of `extrapolation_check`: both methods' forecasts of coverage at `at_k` from k <= `fit_max_k`."""
+
+    label: str
+    fit_max_k: float
+    at_k: float
+    measured: float
+    predicted: dict[str, float]
+
+    @property
+    def error(self) -> dict[str, float]:
+        """method -> predicted - measured."""
+        return {m: p - self.measured for m, p in self.predicted.items()}
+
+
+def extrapolation_check(curves: Sequence[CoverageCurve], fit_max_ks: Sequence[float] = (4, 8),
+                        at_k: float = 16) -> list[ForecastError]:
+    """Fit every curve on k <= each of `fit_max_ks` with both methods and forecast its recorded value at `at_k`.
+
+    A configuration's distribution is fitted to its first `fit_max_k` runs only (the counts' hypergeometric
+    expectation); a mix's to its curve up to `fit_max_k`, whose unbiased points are the same in expectation.
+    A method that cannot fit a window forecasts NaN.
+    """
+    rows = []
+    for curve in curves:
+        hit = np.flatnonzero(np.isclose(curve.k, at_k) & curve.measured)
+        if not hit.size:
+            raise DataError(f"curve {curve.label!r} has no recorded point at k = {at_k:g}")
+        for fit_max_k in fit_max_ks:
+            predicted = {}
+            for method in FIT_METHODS:
+                try:
+                    predicted[method] = float(curve.fit(fit_max_k, method).predict(at_k))
+                except DataError:
+                    predicted[method] = math.nan
+            rows.append(ForecastError(curve.label, float(fit_max_k), float(at_k),
+                                      float(curve.coverage[hit[0]]), predicted))
+    return rows
+
+
+def choose_method(curve: CoverageCurve, fit_max_k: float | None = None) -> tuple[str, dict[str, float]]:
+    """The fit method the curve's own held-out points favour: both fit the recorded k up to half the last one
+    (or `fit_max_k` when smaller) and predict the last recorded point; the smaller |error| wins.
+
+    Returns:
+        (method, {method: prediction - measured}); a method that cannot fit the window has error inf.
+    """
+    k = curve.k[curve.measured]
+    last = float(k.max())
+    window = last / 2 if fit_max_k is None else min(fit_max_k, last / 2)
+    measured = float(curve.coverage[curve.measured][-1])
+    errors: dict[str, float] = {}
+    for method in FIT_METHODS:
+        try:
+            errors[method] = curve.fit(window, method).predict(last) - measured
+        except DataError:
+            errors[method] = math.inf
+    return min(FIT_METHODS, key=lambda m: abs(errors[m])), errors
+
+
 @dataclass(frozen=True)
 class BudgetAdvice:
     """A recommended budget for a call site and the allocation learned at it.
@@ -574,12 +644,14 @@ class BudgetAdvice:
             criterion cannot be met within `max_budget`.
         allocation: the allocation `learn_allocation` finds at that budget on the training part (None with
             `budget`).
-        coverage: the coverage at `budget`: measured when it was measured, else the fit's prediction.
-        extrapolated: the recommendation relied on the fit beyond the measured k.
+        coverage: the coverage at `budget`: measured where the recorded runs reach, else the last recorded value
+            plus the fit's predicted gain beyond it (so the curve never drops where the forecast takes over).
+        extrapolated: the recommendation relied on the fit beyond the recorded k.
         criterion: what was asked, in words.
         message: why this budget (or why none).
-        fit: the power law used beyond the measured k.
+        fit: the law used beyond the recorded k.
         curve: the measured curve.
+        method: the fit's method, and `why` it was chosen.
     """
 
     budget: float | None
@@ -588,31 +660,34 @@ class BudgetAdvice:
     extrapolated: bool
     criterion: str
     message: str
-    fit: PowerLawFit
+    fit: Fit
     curve: CoverageCurve = field(repr=False)
+    why: str = ""
 
     @property
     def success(self) -> bool:
         return self.budget is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"budget": None if self.budget is None else _num(self.budget),
+        return {"budget": None if self.budget is None else _num(self.budget), "unit": self.curve.unit,
                 "allocation": None if self.allocation is None else dict(self.allocation),
                 "coverage": self.coverage, "extrapolated": self.extrapolated, "criterion": self.criterion,
-                "message": self.message, "fit": self.fit.to_dict()}
+                "message": self.message, "method": self.fit.method, "method_chosen_because": self.why,
+                "fit": self.fit.to_dict()}
 
 
 def recommend_budget(data: CountMatrix | CountSplit, *, target: float | None = None,
                      min_gain: float | None = None, per_cost: bool = False, curve: CoverageCurve | None = None,
-                     fit_max_k: float | None = None, max_budget: float = 1024, seed: int = 0) -> BudgetAdvice:
+                     fit_max_k: float | None = None, method: str = "auto", max_budget: float = 1024,
+                     seed: int = 0) -> BudgetAdvice:
     """The budget C a call site should spend, and the allocation learned at C.
 
     Exactly one criterion:
 
-    - ``target``: the smallest C whose coverage reaches it, measured where the curve was measured, else the
-      fitted law's ceil((log target / a) ** (1 / b)).
+    - ``target``: the smallest C whose coverage reaches it, measured where the recorded runs reach, else the
+      smallest C where the last recorded coverage plus the fit's gain beyond it does.
     - ``min_gain``: walk C up the curve while the next step adds at least `min_gain` coverage per unit of
-      budget (per sample, or with `per_cost` per cost unit: a step of k costs `curve.unit_cost`); measured steps
+      budget (per sample, or with `per_cost` per cost unit: a step of k costs `curve.unit_cost`); recorded steps
       first, then the fit's C -> C + 1. C is the last point reached (never below the first measured k).
 
     Args:
@@ -621,7 +696,8 @@ def recommend_budget(data: CountMatrix | CountSplit, *, target: float | None = N
         min_gain: least coverage the last unit of budget must add, > 0.
         per_cost: `min_gain` is per cost unit (uses the configurations' costs) instead of per sample.
         curve: the curve to advise on (e.g. `config_curve`); default `learned_curve(data, seed=seed)`.
-        fit_max_k: fit the law on k <= this only.
+        fit_max_k: fit on k <= this only.
+        method: "distribution", "power-law" or "auto" (the one `choose_method` favours on this curve).
         max_budget: the largest C that may be recommended, > 0.
         seed: seeds the learner.
 
@@ -642,68 +718,65 @@ def recommend_budget(data: CountMatrix | CountSplit, *, target: float | None = N
         raise ConfigError(f"target coverage must be in (0, 1], got {target}")
     if min_gain is not None and not min_gain > 0.0:
         raise BudgetError(f"min_gain must be > 0, got {min_gain}")
+    if method not in (*FIT_METHODS, "auto"):
+        raise ConfigError(f"unknown fit method {method!r} (known: auto, {', '.join(FIT_METHODS)})")
     if curve is None:
         curve = learned_curve(data, seed=seed)
-    fit = curve.fit(fit_max_k)
-    last = float(curve.k[-1])
+    why = "asked for"
+    if method == "auto":
+        method, errors = choose_method(curve, fit_max_k)
+        why = "held-out check on this curve: " + ", ".join(f"{m} {e:+.4f}" for m, e in errors.items())
+    fit = curve.fit(fit_max_k, method)
+    ks, cs = curve.k[curve.measured], curve.coverage[curve.measured]
+    last, c_last = float(ks[-1]), float(cs[-1])
+    beyond = lambda k: c_last + fit.predict(k) - fit.predict(last)  # noqa: E731  (continuous at the last point)
     if target is not None:
         criterion = f"coverage >= {target:g}"
-        reached = np.flatnonzero((curve.coverage >= target) & (curve.k <= max_budget))
+        reached = np.flatnonzero((cs >= target) & (ks <= max_budget))
         if reached.size:
             j = int(reached[0])
-            budget, coverage = float(curve.k[j]), float(curve.coverage[j])
+            budget, coverage = float(ks[j]), float(cs[j])
             message = f"measured coverage {coverage:.4f} at C = {budget:g}"
         else:
-            needed = fit.budget_for(target)
+            needed = fit.budget_for(target - c_last + fit.predict(last))
             budget = max(float(math.ceil(needed - 1e-9)), math.floor(last) + 1.0) if math.isfinite(needed) \
                 else math.inf
             if budget > max_budget:
-                at_cap = fit.predict(max_budget)
                 return BudgetAdvice(None, None, None, True, criterion,
-                                    f"not reached: measured at most {curve.coverage.max():.4f} (k <= {last:g}); "
-                                    f"{_law(fit)} predicts {at_cap:.4f} at the largest budget allowed, "
-                                    f"{max_budget:g}",
-                                    fit, curve)
-            coverage = fit.predict(budget)
-            message = f"extrapolated: {_law(fit)} predicts {coverage:.4f} at C = {budget:g} (measured k <= {last:g})"
+                                    f"not reached: measured at most {cs.max():.4f} (k <= {last:g}); "
+                                    f"{fit.describe()} forecasts {beyond(max_budget):.4f} at the largest budget "
+                                    f"allowed, {max_budget:g}", fit, curve, why)
+            coverage = beyond(budget)
+            message = (f"extrapolated: {fit.describe()} forecasts {coverage:.4f} at C = {budget:g} "
+                       f"(recorded k <= {last:g})")
             if coverage > curve.ceiling:
                 message += (f"; above the {curve.ceiling:.4f} of problems its configurations solved in any "
                             "recorded run, so the counts cannot confirm it")
     else:
         unit = curve.unit_cost if per_cost else 1.0
-        threshold = min_gain * unit
-        criterion = f"marginal gain >= {min_gain:g} per {'cost unit' if per_cost else 'sample'}"
-        budget, coverage = _walk(curve, fit, threshold, max_budget)
-        measured = budget <= last
-        message = (f"the next step gains less than {min_gain:g} per {'cost unit' if per_cost else 'sample'}"
-                   if budget < max_budget else f"still gaining at the largest budget allowed, {max_budget:g}")
-        message = ("measured: " if measured else f"extrapolated with {_law(fit)}: ") + message
+        per = "cost unit" if per_cost else "sample"
+        criterion = f"marginal gain >= {min_gain:g} per {per}"
+        budget, coverage = _walk(ks, cs, fit, min_gain * unit, max_budget)
+        message = (f"the next step gains less than {min_gain:g} per {per}" if budget < max_budget
+                   else f"still gaining at the largest budget allowed, {max_budget:g}")
+        message = ("measured: " if budget <= last else f"extrapolated with {fit.describe()}: ") + message
     # The same spend as `budget` units of the curve (its unit cost is 1 with unit costs, or cost-unit budgets).
     allocation = learn_allocation(_parts(data)[0], _num(budget * curve.unit_cost), seed=seed,
                                   bound=False).allocation
-    return BudgetAdvice(_num(budget), allocation, float(coverage), budget > last, criterion, message, fit, curve)
+    return BudgetAdvice(_num(budget), allocation, float(coverage), budget > last, criterion, message, fit, curve,
+                        why)
 
 
-def _law(fit: PowerLawFit) -> str:
-    return f"log c = {fit.a:.4f} k^{fit.b:.4f} (fitted on k = {fit.k_min:g}..{fit.k_max:g})"
-
-
-def _walk(curve: CoverageCurve, fit: PowerLawFit, threshold: float, max_budget: float) -> tuple[float, float]:
-    """Climb while the next step gains >= threshold per unit of k: measured steps, then the fit's unit steps."""
-    k, c = curve.k, curve.coverage
-    for j in range(len(k) - 1):
-        if k[j + 1] > max_budget or (c[j + 1] - c[j]) / (k[j + 1] - k[j]) < threshold:
-            return float(k[j]), float(c[j])
-    budget = float(k[-1])
-    if budget >= max_budget:
-        return budget, float(c[-1])
-    value = fit.predict(budget)
-    while budget + 1 <= max_budget:
-        ahead = fit.predict(budget + 1)
-        if ahead - value < threshold:
-            break
-        budget, value = budget + 1, ahead
-    return budget, float(c[-1]) if budget == float(k[-1]) else float(value)
+def _walk(ks: np.ndarray, cs: np.ndarray, fit: Fit, threshold: float, max_budget: float) -> tuple[float, float]:
+    """Climb while the next step gains >= threshold per unit of k: recorded steps, then the fit's unit steps
+    (continuing from the last recorded coverage)."""
+    for j in range(len(ks) - 1):
+        if ks[j + 1] > max_budget or (cs[j + 1] - cs[j]) / (ks[j + 1] - ks[j]) < threshold:
+            return float(ks[j]), float(cs[j])
+    last = budget = float(ks[-1])
+    while budget + 1 <= max_budget and fit.predict(budget + 1) - fit.predict(budget) >= threshold:
+        budget += 1
+    return budget, float(cs[-1]) + fit.predict(budget) - fit.predict(last)
 
 
 # ------------------------------------------------------------------------------------------------ precision
