@@ -1,7 +1,9 @@
-"""Verification throughput: host subprocess (unsafe reference) vs fresh container vs warm pool.
+"""Verification throughput: host subprocess (unsafe reference) vs fresh container vs warm pool, each sandbox
+with the candidate in its own process (`UnitTestVerifier`, the default since issue 12) and imported into
+pytest's process (`InProcessUnitTestVerifier`, the opt-in and the only mode before), side by side.
 
 For each worker count, runs N trivial verifications (a correct `add` against two pytest tests) each way, in
-one run, and prints verifications/s, median and p95 latency, and the pool/host throughput ratio.
+one run, and prints verifications/s, median and p95 latency, and each sandbox's throughput over the host's.
 
     python benchmarks/bench_sandbox.py [--n 100] [--workers 1,2,4]
 """
@@ -25,10 +27,11 @@ from rich.table import Table
 
 from osca.sandbox.container import DockerSandbox
 from osca.sandbox.pool import SandboxPool
-from osca.verifiers import Status, UnitTestVerifier
+from osca.verifiers import InProcessUnitTestVerifier, Status, UnitTestVerifier
 
 SOLUTION = "def add(a, b):\n    return a + b\n"
-TESTS = "from solution import add\n\ndef test_small():\n    assert add(1, 2) == 3\n\ndef test_neg():\n    assert add(-1, -1) == -2\n"
+TESTS = ("from solution import add\n\ndef test_small():\n    assert add(1, 2) == 3\n\n"
+         "def test_neg():\n    assert add(-1, -1) == -2\n")
 
 
 HOST_ENV = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # load what the sandbox loads, no more
@@ -63,31 +66,33 @@ def measure(name: str, verify: Callable[[], bool], n: int, workers: int, bar: Pr
             "ok": sum(ok for _, ok in results)}
 
 
+MODES = {"separate process": UnitTestVerifier, "in-process": InProcessUnitTestVerifier}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--workers", default="1,2,4")
     args = ap.parse_args()
     table = Table(title=f"{args.n} trivial verifications per cell")
-    for col in ["workers", "way", "verifications/s", "median s", "p95 s", "passed", "pool / host"]:
+    for col in ["workers", "way", "candidate", "verifications/s", "median s", "p95 s", "passed", "/ host"]:
         table.add_column(col, justify="right")
     with Progress(transient=True) as bar:
         for workers in map(int, args.workers.split(",")):
-            rows = {"host subprocess (unsafe)": measure("host", host_verify, args.n, workers, bar)}
-            with DockerSandbox() as box:
-                fresh = UnitTestVerifier(TESTS, sandbox=box)
-                rows["fresh container"] = measure(
-                    "fresh", lambda: fresh.verify(SOLUTION).status is Status.PASSED, args.n, workers, bar)
-            with SandboxPool(size=workers) as pool:
-                warm = UnitTestVerifier(TESTS, sandbox=pool)
-                rows["warm pool"] = measure(
-                    "pool", lambda: warm.verify(SOLUTION).status is Status.PASSED, args.n, workers, bar)
-            for way, r in rows.items():
-                ratio = f"{rows['warm pool']['rate'] / rows['host subprocess (unsafe)']['rate']:.2f}x" \
-                    if way == "warm pool" else ""
-                table.add_row(str(workers), way, f"{r['rate']:.1f}", f"{r['median']:.3f}", f"{r['p95']:.3f}",
-                              f"{r['ok']}/{args.n}", ratio)
-    Console(width=140).print(table)
+            host = measure("host", host_verify, args.n, workers, bar)
+            table.add_row(str(workers), "host subprocess (unsafe)", "in-process", *cells(host, args.n), "1.00x")
+            with DockerSandbox() as box, SandboxPool(size=workers) as pool:
+                for way, sandbox in (("fresh container", box), ("warm pool", pool)):
+                    for mode, kind in MODES.items():
+                        verifier = kind(TESTS, sandbox=sandbox)
+                        r = measure(f"{way} {mode}", lambda v=verifier: v.verify(SOLUTION).status is Status.PASSED,
+                                    args.n, workers, bar)
+                        table.add_row(str(workers), way, mode, *cells(r, args.n), f"{r['rate'] / host['rate']:.2f}x")
+    Console(width=160).print(table)
+
+
+def cells(r: dict, n: int) -> list[str]:
+    return [f"{r['rate']:.1f}", f"{r['median']:.3f}", f"{r['p95']:.3f}", f"{r['ok']}/{n}"]
 
 
 if __name__ == "__main__":

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from osca.sandbox.container import LABEL, DockerSandbox, Limits
+from osca.sandbox.container import (LABEL, OWNER_BOOT, OWNER_HOST, OWNER_START, DockerSandbox, Limits, owner_labels,
+                                    reap_orphans)
 from osca.verifiers import Status, UnitTestVerifier
 
 TESTS = """
@@ -116,6 +121,76 @@ def test_forged_result_line_is_ignored(box):
     assert v.status is Status.NO_REPORT, v.detail
 
 
-def test_no_osca_container_is_left(docker_client, box):
+def test_no_osca_container_is_left(containers_of, box):
     verify(box, "def add(a, b):\n    return a + b\n")
-    assert docker_client.containers.list(all=True, filters={"label": LABEL}) == []
+    assert containers_of(os.getpid()) == []
+
+
+def test_the_container_ends_itself_at_its_deadline(box):
+    """The runner is killed first (so it never reports): the container's own guard ends it, near the wall
+    clock, long before the host's backstop would."""
+    start = time.monotonic()
+    v = verify(box, "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nwhile True:\n    pass\n",
+               wall_clock=4)
+    assert v.status is not Status.PASSED, v.detail
+    assert time.monotonic() - start <= 4 + 5
+
+
+def test_sigkilled_verify_leaves_no_container(tmp_path, containers_of):
+    """A CI timeout SIGKILLs `osca verify` mid-run: its container must be gone 15 s after its deadline."""
+    (tmp_path / "solution.py").write_text("while True:\n    pass\n")
+    (tmp_path / "tests.py").write_text(TESTS)
+    wall_clock = 10
+    osca = Path(sys.executable).with_name("osca")
+    run = subprocess.Popen([str(osca), "verify", "--solution", str(tmp_path / "solution.py"), "--tests",
+                            str(tmp_path / "tests.py"), "--timeout", "2", "--wall-clock", str(wall_clock)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    start = time.monotonic()
+    while not any(c.status == "running" for c in containers_of(run.pid)):
+        assert run.poll() is None and time.monotonic() - start < 60, "osca verify never started its container"
+        time.sleep(0.2)
+    run.kill()
+    run.wait()
+    deadline = time.monotonic() + wall_clock + 15
+    while containers_of(run.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert containers_of(run.pid) == []
+
+
+class FakeContainer:
+    def __init__(self, name: str, labels: dict[str, str]) -> None:
+        self.name, self.labels, self.removed = name, labels, False
+
+    def remove(self, force: bool) -> None:
+        self.removed = force
+
+
+class FakeClient:
+    """The part of docker.DockerClient that `reap_orphans` uses."""
+
+    def __init__(self, containers: list[FakeContainer]) -> None:
+        self.containers = self
+        self._containers = containers
+
+    def list(self, all: bool, filters: dict[str, str]) -> list[FakeContainer]:
+        assert all and filters == {"label": LABEL}
+        return list(self._containers)
+
+
+def test_the_reaper_removes_exactly_the_containers_of_dead_owners():
+    child = subprocess.Popen(["sleep", "60"])
+    dead = owner_labels(child.pid)
+    child.kill()
+    child.wait()
+    me = owner_labels()
+    containers = {
+        "alive": me,
+        "dead": dead,
+        "pid reused": {**me, OWNER_START: str(int(me[OWNER_START]) + 1)},
+        "rebooted": {**dead, OWNER_BOOT: "another-boot"},
+        "other machine": {**dead, OWNER_HOST: socket.gethostname() + "-other"},
+        "no owner": {LABEL: "1"},
+    }
+    fakes = [FakeContainer(name, labels) for name, labels in containers.items()]
+    assert sorted(reap_orphans(FakeClient(fakes))) == ["dead", "pid reused", "rebooted"]
+    assert {f.name for f in fakes if f.removed} == {"dead", "pid reused", "rebooted"}

@@ -1,12 +1,13 @@
-"""The warm pool: same verdicts as a fresh container, jobs as uid 1001, reset between jobs, recycling."""
+"""The warm pool: same verdicts as a fresh container, each part of a job under its own uid, reset between jobs,
+recycling."""
 
 from __future__ import annotations
 
 import pytest
 
-from osca.sandbox.container import LABEL, Job, Limits
+from osca.sandbox.container import LABEL, DockerSandbox, Job, Limits
 from osca.sandbox.pool import SandboxPool
-from osca.verifiers import Status, UnitTestVerifier
+from osca.verifiers import InProcessUnitTestVerifier, Status, UnitTestVerifier
 
 TESTS = "from solution import add\n\ndef test_a():\n    assert add(1, 2) == 3\n"
 
@@ -17,41 +18,55 @@ def pool(docker_client):
         yield p
 
 
-def test_verdicts_match_a_fresh_container(pool):
-    verifier = UnitTestVerifier(TESTS, sandbox=pool, timeout=3, wall_clock=10)
-    assert verifier.verify("def add(a, b):\n    return a + b\n").status is Status.PASSED
-    assert verifier.verify("def add(a, b):\n    return a - b\n").status is Status.FAILED
-    assert verifier.verify("import os\nos._exit(0)\n").status is Status.NO_REPORT
-    assert verifier.verify("def add(a b)\n").status is Status.SETUP_FAILED
+@pytest.mark.parametrize("kind", [UnitTestVerifier, InProcessUnitTestVerifier])
+def test_verdicts_match_a_fresh_container(pool, docker_client, kind):
+    candidates = ["def add(a, b):\n    return a + b\n", "def add(a, b):\n    return a - b\n",
+                  "import os\nos._exit(0)\n", "def add(a b)\n"]
+    with DockerSandbox(client=docker_client) as box:
+        fresh, warm = (kind(TESTS, sandbox=where, timeout=3, wall_clock=10) for where in (box, pool))
+        statuses = [(warm.verify(c).status, fresh.verify(c).status) for c in candidates]
+    assert [w for w, _ in statuses] == [f for _, f in statuses]
+    assert statuses[0][0] is Status.PASSED and statuses[1][0] is Status.FAILED
+
+
+def uid_probe(uid: int) -> str:
+    return ("import os\n"
+            "def add(a, b):\n"
+            f"    assert (os.getuid(), os.geteuid(), os.getgid()) == ({uid}, {uid}, {uid})\n"
+            "    caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')][0]\n"
+            "    assert int(caps.split()[1], 16) == 0, caps\n"
+            "    return a + b\n")
 
 
 def test_jobs_run_as_their_own_uid_without_capabilities(pool):
-    probe = ("import os\n"
-             "def add(a, b):\n"
-             "    assert (os.getuid(), os.geteuid(), os.getgid()) == (1001, 1001, 1001)\n"
-             "    caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')][0]\n"
-             "    assert int(caps.split()[1], 16) == 0, caps\n"
-             "    return a + b\n")
-    v = UnitTestVerifier(TESTS, sandbox=pool).verify(probe)
+    v = UnitTestVerifier(TESTS, sandbox=pool).verify(uid_probe(1002))  # the separated candidate
+    assert v.status is Status.PASSED, v.detail
+    v = InProcessUnitTestVerifier(TESTS, sandbox=pool).verify(uid_probe(1001))  # in pytest's process
     assert v.status is Status.PASSED, v.detail
 
 
 def test_reset_kills_leftovers_and_wipes_scratch(pool):
     spawn = ("import os, subprocess\n"
              "subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
-             "open('/scratch/left-behind', 'w').write('x')\n"
+             "open('left-behind', 'w').write('x')\n"
              "open('/tmp/left-behind', 'w').write('x')\n"
+             "open('/dev/shm/left-behind', 'w').write('x')\n"
              "def add(a, b):\n"
              "    return a + b\n")
-    assert UnitTestVerifier(TESTS, sandbox=pool).verify(spawn).status is Status.PASSED
+    assert InProcessUnitTestVerifier(TESTS, sandbox=pool).verify(spawn).status is Status.PASSED
     check = ("import os\n"
              "def add(a, b):\n"
-             "    assert not os.path.exists('/scratch/left-behind')\n"
-             "    assert not os.path.exists('/tmp/left-behind')\n"
-             "    cmds = [open(f'/proc/{p}/cmdline').read() for p in os.listdir('/proc') if p.isdigit()]\n"
+             "    for path in ('left-behind', '/tmp/left-behind', '/dev/shm/left-behind'):\n"
+             "        assert not os.path.exists(path), path\n"
+             "    cmds = []\n"
+             "    for p in filter(str.isdigit, os.listdir('/proc')):\n"
+             "        try:\n"
+             "            cmds.append(open(f'/proc/{p}/cmdline').read())\n"
+             "        except OSError:\n"
+             "            pass\n"
              "    assert not any(c.startswith('sleep') for c in cmds), cmds\n"
              "    return a + b\n")
-    v = UnitTestVerifier(TESTS, sandbox=pool).verify(check)
+    v = InProcessUnitTestVerifier(TESTS, sandbox=pool).verify(check)
     assert v.status is Status.PASSED, v.detail
 
 

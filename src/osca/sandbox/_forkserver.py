@@ -1,136 +1,311 @@
 """Warm-pool job server executed inside a long-lived sandbox container (stdlib + the image's pytest).
 
-Started as root holding only CAP_SETUID, CAP_SETGID and CAP_KILL, it imports pytest once, then serves jobs
-read as JSON lines on stdin. Each job runs in a forked child that drops to uid/gid 1001 (no capabilities
-left), works in /scratch (a tmpfs owned by uid 1001), and has stdout/stderr on a file and every other descriptor closed, so job code
-cannot reach the result channel (this server's stdout; its /proc entries belong to root). After each job a
-uid-1001 helper kills every uid-1001 process and empties /scratch and /tmp. Results go out as JSON lines.
+Started as root holding only CAP_SETUID, CAP_SETGID and CAP_KILL, it imports pytest and the runner once and
+forks a zygote before it reads any request; then it serves jobs read as JSON lines on stdin. Each job runs in a
+child forked from the zygote, so no job can find an earlier job's data (results, sources) in its memory
+(issue 12). That child reads its spec from a pipe and runs it exactly as a one-shot container does
+(`runner.run_job`: each part under its own uid, output and report over pipes), except that pytest is forked
+already imported instead of started afresh. Its result comes back over another pipe: this server never opens
+a path a job controls, and no job uid can reach its descriptors or its stdout (the result channel).
+
+After each job every process of the job uids is killed and /scratch, /tmp, /dev/shm, /dev/mqueue and the
+uids' System V IPC objects are wiped, each as the uid that owns them. Stdin closing (the host is gone) ends
+the server at once, and with it the container. Out: JSON lines, {"ready"} once, then per job {"started"} as
+soon as the job is forked and its result fields when it is over.
 """
 
+import ctypes
 import json
 import os
+import select
 import signal
+import socket
+import subprocess
 import sys
 import time
 
-import pytest  # noqa: F401  (imported once here: children start with it loaded)
-import pytest_timeout  # noqa: F401
+import pytest
+import pytest_timeout  # noqa: F401  (imported once here: children start with it loaded)
 
 sys.path.insert(0, "/job")
-from runner import JOB_ENV, _report, _result, _tail  # noqa: E402  (shared with the one-shot runner)
+import runner  # noqa: E402  (the one-shot runner: a pool job runs the same way)
 
-JOB_UID = 1001
-WORK = "/scratch"  # a tmpfs owned by uid 1001 (mode 0755: this server may read what jobs leave there)
-WIPE = (WORK, "/tmp")
-
-
-def _as_job_user():
-    os.setgroups([])
-    os.setgid(JOB_UID)
-    os.setuid(JOB_UID)
+JOB_UIDS = (runner.CANDIDATE_UID, runner.JOB_UID, runner.TREE_UID)  # wiped in this order (see _wipe)
+WIPE = (runner.SCRATCH, "/tmp", "/dev/shm", "/dev/mqueue")
+RESULT_CAP = 16 << 20
+BACKSTOP = 3.0
+"""Seconds past the wall clock after which the server kills a job child that has not reported."""
+IPC_RMID = 0
 
 
-def _run_child(spec, report_path, out_path):
-    _as_job_user()
-    os.umask(0o022)
-    os.chdir(WORK)
-    for name, text in spec["files"].items():
-        os.makedirs(os.path.dirname(name) or ".", exist_ok=True)
-        with open(name, "w") as f:
-            f.write(text)
-    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # the server reads it back
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.closerange(3, 65536)
-    os.setsid()
-    os.environ.clear()
-    os.environ.update(JOB_ENV)  # HOME is /scratch, the same directory as WORK
-    argv = [a.replace("{report}", report_path) for a in spec["argv"]]
-    if argv[:3] == ["python3", "-m", "pytest"]:
-        sys.argv = ["pytest", *argv[3:]]
-        sys.path.insert(0, WORK)
+class HostGone(Exception):
+    """Stdin closed: the host process that owns this container is gone."""
+
+
+class Lines:
+    """Line reader over a descriptor that `select` can wait on (no hidden buffering)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buffer = b""
+
+    def fill(self):
+        """Read what is there; False at EOF."""
+        chunk = os.read(self.fd, 65536)
+        self.buffer += chunk
+        return bool(chunk)
+
+    def read_line(self):
+        """The next line, blocking; None at EOF."""
+        while b"\n" not in self.buffer:
+            if not self.fill():
+                return None
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line
+
+
+class _Forked:
+    """The part of `subprocess.Popen` the runner uses, for a forked child."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.returncode = None
+
+    def wait(self, timeout=None):
+        if self.returncode is None:
+            if timeout is not None:
+                exited = os.pidfd_open(self.pid)
+                try:
+                    if not select.select([exited], [], [], timeout)[0]:
+                        raise subprocess.TimeoutExpired("pytest", timeout)
+                finally:
+                    os.close(exited)
+            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self.returncode
+
+
+class _WarmRun(runner._Run):
+    """A job run as the one-shot runner runs it, but pytest, as the job uid, is forked with pytest loaded."""
+
+    def start(self, argv, uid, groups=(), env=runner.JOB_ENV, pass_fds=()):
+        if argv[:3] != ["python3", "-m", "pytest"]:
+            return super().start(argv, uid, groups, env, pass_fds)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                self._become_pytest(argv[3:], uid, groups, env, pass_fds)
+            finally:
+                os._exit(127)
+        proc = _Forked(pid)
+        self.started.append(proc)
+        return proc
+
+    def _become_pytest(self, args, uid, groups, env, pass_fds):
+        """In the forked child: what `Popen` would set up (own session, uid, umask, cwd, descriptors,
+        environment), then pytest's main."""
+        os.setsid()
+        runner._switch(uid, groups)
+        os.umask(0o007)
+        os.chdir(runner.WORK)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(self.out_w, 1)
+        os.dup2(self.out_w, 2)
+        keep = {0, 1, 2, *pass_fds}
+        for fd in map(int, os.listdir("/proc/self/fd")):
+            if fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass  # the directory listing's own descriptor
+        os.environ.clear()
+        os.environ.update(env)
+        sys.argv = ["pytest", *args]
+        sys.path.insert(0, runner.WORK)
         sys.stdout = os.fdopen(1, "w", buffering=1)
         sys.stderr = sys.stdout
-        code = pytest.main(argv[3:])
+        code = pytest.main(args)
         sys.stdout.flush()
         os._exit(int(code))
-    os.execvp(argv[0], argv)
 
 
-def _reset():
-    """Kill every job process and empty the job directory, as the job user (who owns all of it)."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            _as_job_user()
+def _job_child(spec_fd, result_fd):
+    """In the zygote's fresh child (root with the server's capabilities): run one job, send its result."""
+    with os.fdopen(spec_fd, "rb") as f:
+        spec = json.load(f)
+    run = _WarmRun(spec, "/job")
+    result = runner.run_job(spec, run=run)
+    with os.fdopen(result_fd, "w") as f:
+        json.dump(result, f)
+
+
+def _zygote(sock):
+    """Fork one job child per request on `sock` (its descriptors come with it); report pid, then wait status.
+
+    The zygote never sees job data: only descriptors pass through it.
+    """
+    while True:
+        msg, fds, _, _ = socket.recv_fds(sock, 16, 2)
+        if not msg:
+            os._exit(0)
+        pid = os.fork()
+        if pid == 0:
             try:
-                os.kill(-1, signal.SIGKILL)  # every uid-1001 process but this one
-            except OSError:
-                pass
-            for top in WIPE:
-                for root, dirs, files in os.walk(top, topdown=False):
-                    for name in files:
-                        try:
-                            os.unlink(os.path.join(root, name))
-                        except OSError:
-                            pass
-                    for name in dirs:
-                        path = os.path.join(root, name)
-                        try:
-                            os.chmod(path, 0o700)
-                            os.rmdir(path)
-                        except OSError:
-                            pass
+                sock.close()
+                _job_child(*fds)
+            finally:
+                os._exit(0)
+        for fd in fds:
+            os.close(fd)
+        sock.sendall(b"%d\n" % pid)
+        os.waitpid(pid, 0)
+        sock.sendall(b"done\n")
+
+
+def _start_zygote():
+    ours, theirs = socket.socketpair()
+    if os.fork() == 0:
+        ours.close()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)  # the zygote holds neither the host's stdin nor the result channel
+        os.dup2(devnull, 1)
+        try:
+            _zygote(theirs)
         finally:
             os._exit(0)
-    os.waitpid(pid, 0)
-    return not any(os.listdir(top) for top in WIPE)
+    theirs.close()
+    return ours
 
 
-def _serve_one(spec):
-    tag = os.urandom(8).hex()
-    report_path = os.path.join(WORK, ".osca-report-%s.xml" % tag)
-    out_path = os.path.join(WORK, ".osca-out-%s" % tag)
-    start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
+def _wipe():
+    """Empty the writable directories and drop the System V IPC objects of the calling uid."""
+    for top in WIPE:
+        for root, dirs, files in os.walk(top, topdown=False):
+            for name in files:
+                try:
+                    os.unlink(os.path.join(root, name))
+                except OSError:
+                    pass
+            for name in dirs:
+                try:
+                    os.rmdir(os.path.join(root, name))
+                except OSError:
+                    pass
+    libc = ctypes.CDLL(None, use_errno=True)
+    remove = {"shm": lambda i: libc.shmctl(i, IPC_RMID, None), "sem": lambda i: libc.semctl(i, 0, IPC_RMID),
+              "msg": lambda i: libc.msgctl(i, IPC_RMID, None)}
+    for kind, rm in remove.items():
+        for ipc_id, uid in _ipc_objects(kind):
+            if uid == os.getuid():
+                rm(ipc_id)
+
+
+def _ipc_objects(kind):
+    """(id, owner uid) of each System V IPC object of `kind` (shm, sem, msg) in this IPC namespace."""
+    try:
+        with open("/proc/sysvipc/%s" % kind) as f:
+            header, *rows = [line.split() for line in f]
+    except OSError:
+        return []
+    key = header.index({"shm": "shmid", "sem": "semid", "msg": "msqid"}[kind])
+    return [(int(r[key]), int(r[header.index("uid")])) for r in rows]
+
+
+def _job_processes():
+    """Pids of live (not zombie) processes of the job uids."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            _run_child(spec, report_path, out_path)
-        finally:
-            os._exit(127)
-    deadline = start + spec["wall_clock"]
-    timed_out = False
+            with open("/proc/%s/status" % entry) as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        if int(fields["Uid"].split()[0]) in JOB_UIDS and not fields["State"].strip().startswith("Z"):
+            found.append(int(entry))
+    return found
+
+
+def _reset(kill):
+    """Kill every job process (if `kill`: a job that reported has had them killed by its runner) and wipe what
+    jobs can write, each as its uid; whether nothing is left."""
+    for uid in JOB_UIDS if kill else ():
+        runner.kill_uid(uid)
+    for uid in JOB_UIDS:  # the candidate's files first, the tree's directories last
+        runner._as_user(uid, (), _wipe)
+    if _job_processes() or any(os.listdir(top) for top in WIPE if os.path.isdir(top)):
+        return False
+    return not any(uid in JOB_UIDS for kind in ("shm", "sem", "msg") for _, uid in _ipc_objects(kind))
+
+
+def _serve_one(spec, zygote, stdin, emit):
+    spec_r, spec_w = os.pipe()
+    result_r, result_w = os.pipe()
+    socket.send_fds(zygote.sock, [b"g"], [spec_r, result_w])
+    for fd in (spec_r, result_w):
+        os.close(fd)
+    start = time.monotonic()
+    pid = int(zygote.read_line())
+    emit({"started": True})
+    with os.fdopen(spec_w, "wb") as f:
+        try:
+            f.write(json.dumps(spec).encode())  # the child reads it whole before anything else
+        except BrokenPipeError:
+            pass
+    deadline = start + spec["wall_clock"] + BACKSTOP
+    data, killed = b"", False
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            timed_out = True
+        timeout = None if killed else max(0.0, deadline - time.monotonic())
+        ready, _, _ = select.select([0, result_r], [], [], timeout)
+        if not ready:
+            killed = True
+            os.kill(pid, signal.SIGKILL)  # its result pipe closes with it
+        if 0 in ready and not stdin.fill():
             os.kill(pid, signal.SIGKILL)
-            _, status = os.waitpid(pid, 0)
-            break
-        time.sleep(0.002)
+            raise HostGone()
+        if result_r in ready:
+            chunk = os.read(result_r, 65536)
+            if not chunk:
+                break
+            data += chunk
+            if len(data) > RESULT_CAP:
+                raise RuntimeError("the job's result is larger than %d bytes" % RESULT_CAP)
+    os.close(result_r)
+    if zygote.read_line() is None:
+        raise RuntimeError("the zygote died")
     duration = time.monotonic() - start
-    code = os.waitstatus_to_exitcode(status)
-    tests, report_error = _report(report_path) if spec.get("junit") else (None, None)
-    output = _tail(out_path)
-    clean = _reset()
-    return _result(code, timed_out, duration, output, tests, report_error, clean=clean)
+    clean = _reset(kill=killed or not data)
+    if killed:
+        return runner._result(-signal.SIGKILL, True, duration, "", None, "the job never reported", clean=clean)
+    if not data:
+        raise RuntimeError("the job's process ended without a result")
+    return dict(json.loads(data), clean=clean)
+
+
+class Channel(Lines):
+    """The zygote's socket, read as lines."""
+
+    def __init__(self, sock):
+        super().__init__(sock.fileno())
+        self.sock = sock
 
 
 def main():
+    zygote = Channel(_start_zygote())
     out = sys.stdout
-    out.write(json.dumps({"ready": True}) + "\n")
-    out.flush()
-    for line in sys.stdin:
+
+    def emit(message):
+        out.write(json.dumps(message) + "\n")
+        out.flush()
+
+    emit({"ready": True})
+    stdin = Lines(0)
+    while (line := stdin.read_line()) is not None:
         try:
-            result = _serve_one(json.loads(line))
+            result = _serve_one(json.loads(line), zygote, stdin, emit)
+        except HostGone:
+            return
         except Exception as e:  # report, don't die: the host recycles this container on an error
             result = {"error": "%s: %s" % (type(e).__name__, e)}
-        out.write(json.dumps(result) + "\n")
-        out.flush()
+        emit(result)
 
 
 if __name__ == "__main__":

@@ -2,34 +2,38 @@
 
 Starting a container and an interpreter per verification costs most of the verification. A pool keeps `size`
 hardened containers alive (same limits, no network, read-only root, labels as `DockerSandbox`); inside each, a
-server that has already imported pytest forks one child per job, drops it to uid 1001 with no capabilities,
-and afterwards kills every job process and wipes scratch. A container is recycled (removed and replaced)
-after an OOM, any error, a host-side timeout or `max_jobs` jobs.
+server that has already imported pytest forks one child per job from a zygote that never saw job data; that
+child runs the job as a one-shot container's runner does (each part under its own uid, no capabilities), and
+afterwards the server kills every job process and wipes every path a job can write (see `_forkserver.py`).
+A container is recycled (removed and replaced) after an OOM, any error, a host-side timeout or `max_jobs`
+jobs. A server found dead before it took a job is replaced and the job goes to the replacement, so the
+caller's request is not lost. Callers waiting for a container are served first come, first served. A
+container whose host process is gone sees its stdin close and ends itself (issue 12).
 
-The server itself starts as root holding only CAP_SETUID, CAP_SETGID and CAP_KILL (needed to drop each job to
-its own uid and clean up after it); job code never runs as root.
+The server itself starts as root holding only CAP_SETUID, CAP_SETGID and CAP_KILL (needed to run each part of
+a job under its own uid and clean up after it); job code never runs as root.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import queue
 import shutil
-import socket
-import struct
 import tempfile
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 from ..exceptions import SandboxError
-from .container import Job, JobResult, Limits, _checked_path, _stage_scripts, hardening
+from .container import Job, JobResult, Limits, _Attached, _checked_path, _stage_scripts, hardening, reap_orphans
 from .image import docker_client, ensure_image
 
 __all__ = ["SandboxPool"]
 
 _FORKSERVER = Path(__file__).with_name("_forkserver.py")
+_START_TIMEOUT = 60.0
+"""Seconds a new server may take to say it is ready, and a running one to acknowledge a job."""
 
 
 class _Worker:
@@ -38,64 +42,52 @@ class _Worker:
     def __init__(self, client: Any, image: str, limits: Limits, staging: Path) -> None:
         self.jobs = 0
         self.container = client.containers.create(
-            image, command=["python3", "-I", "/job/forkserver.py"], stdin_open=True, tty=False,
+            image, command=["python3", "-I", "/job/forkserver.py"],
             **hardening(limits, staging, user="0:0", cap_add=("SETUID", "SETGID", "KILL"),
-                        scratch_owner="uid=1001,gid=1001,mode=0755"))
+                        scratch_owner="uid=1000,gid=1000,mode=0755"))  # the runner's layout (see _runner.py)
         try:
-            self.sock = client.api.attach_socket(self.container.id,
-                                                 params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-            self.raw: socket.socket = self.sock._sock
+            self.stream = _Attached(client, self.container)
             self.container.start()
-            self.buffer = b""
-            ready = self._read_line(timeout=60)
+            ready = self.stream.read_line(timeout=_START_TIMEOUT)
             if not json.loads(ready).get("ready"):
                 raise SandboxError(f"pool server did not start: {ready[:200]!r}")
         except BaseException:
             self.close()
             raise
 
-    def _read_line(self, timeout: float) -> str:
-        """Next line the server wrote on stdout (the attach stream is framed: 8-byte header per chunk)."""
-        self.raw.settimeout(timeout)
-        while b"\n" not in self.buffer:
-            header = self._recv(8)
-            kind, size = header[0], struct.unpack(">I", header[4:])[0]
-            chunk = self._recv(size)  # read every chunk, whatever its stream, so the next header is found
-            if kind == 1:  # stdout; stderr chunks are dropped
-                self.buffer += chunk
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        return line.decode("utf-8", "replace")
-
-    def _recv(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self.raw.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("pool server closed its output")
-            data += chunk
-        return data
-
-    def run(self, job: Job, grace: float) -> dict[str, Any]:
+    def start(self, job: Job) -> None:
+        """Hand `job` to the server; returns once the server has forked it (errors: the job never ran)."""
         self.jobs += 1
-        request = {"files": job.files, "argv": job.argv, "wall_clock": job.wall_clock, "junit": job.junit}
-        self.raw.sendall(json.dumps(request).encode() + b"\n")
-        return json.loads(self._read_line(timeout=job.wall_clock + grace))
+        self.stream.send(job.model_dump(mode="json", exclude={"archive"}))
+        answer = json.loads(self.stream.read_line(timeout=_START_TIMEOUT))
+        if not answer.get("started"):
+            raise ConnectionError(f"pool server did not take the job: {answer}")
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        return json.loads(self.stream.read_line(timeout=timeout))
 
     def oom_killed(self) -> bool:
         try:
             self.container.reload()
             return bool(self.container.attrs["State"].get("OOMKilled"))
         except Exception:
-            return False
+            return False  # gone already (auto_remove): unknown
 
     def close(self) -> None:
-        for stream in (getattr(self, "sock", None), getattr(self, "raw", None)):
-            if stream is not None:
-                stream.close()
+        if hasattr(self, "stream"):
+            self.stream.close()
         try:
             self.container.remove(force=True)
         except Exception:
-            pass
+            pass  # already removed itself, or its removal is under way
+
+
+class _Turn:
+    """A caller waiting for a worker: the releaser hands one over directly (first come, first served)."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.worker: _Worker | None = None
 
 
 class SandboxPool:
@@ -114,49 +106,95 @@ class SandboxPool:
         self.max_jobs = max_jobs
         self._own_client = client is None
         self.client = client or docker_client()
+        reap_orphans(self.client)
         self.image = ensure_image(self.client, image)
         self._staging = Path(tempfile.mkdtemp(prefix="osca-pool-"))
         _stage_scripts(self._staging, _FORKSERVER)
-        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._idle: deque[_Worker] = deque()
+        self._waiting: deque[_Turn] = deque()
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
         self.recycled = 0
         try:
             for _ in range(size):
-                self._add()
+                self._release(self._new_worker())
         except BaseException:
             self.close()
             raise
 
-    def _add(self) -> None:
+    def _new_worker(self) -> _Worker:
         worker = _Worker(self.client, self.image, self.limits, self._staging)
         with self._lock:
             self._all.add(worker)
-        self._idle.put(worker)
+        return worker
 
-    def _retire(self, worker: _Worker) -> None:
+    def _acquire(self) -> _Worker:
+        """An idle worker, else wait in line for one."""
+        with self._lock:
+            if self._idle and not self._waiting:
+                return self._idle.popleft()
+            turn = _Turn()
+            self._waiting.append(turn)
+        try:
+            turn.ready.wait()
+        except BaseException:  # interrupted while waiting: leave the line, pass on a worker handed over meanwhile
+            with self._lock:
+                if turn in self._waiting:
+                    self._waiting.remove(turn)
+            if turn.worker is not None:
+                self._release(turn.worker)
+            raise
+        assert turn.worker is not None
+        return turn.worker
+
+    def _release(self, worker: _Worker) -> None:
+        """Give `worker` to the longest-waiting caller, else put it back as idle."""
+        with self._lock:
+            if self._waiting:
+                turn = self._waiting.popleft()
+                turn.worker = worker
+                turn.ready.set()
+            else:
+                self._idle.append(worker)
+
+    def _fresh(self, worker: _Worker) -> _Worker:
+        """Remove `worker`'s container and return a new worker in its place (not yet released)."""
         with self._lock:
             self._all.discard(worker)
             self.recycled += 1
         worker.close()
+        return self._new_worker()
+
+    def _started(self, job: Job) -> _Worker:
+        """A worker whose server has taken `job`. A server found dead before that is replaced and the job
+        handed to the replacement, so the request is not lost (once: a second failure is a SandboxError)."""
+        worker = self._acquire()
+        for _ in range(2):
+            try:
+                worker.start(job)
+                return worker
+            except (OSError, ValueError) as e:  # ConnectionError and TimeoutError are OSErrors
+                error = e
+                worker = self._fresh(worker)
+        self._release(worker)
+        raise SandboxError(f"pool servers keep failing before running a job: {error}") from error
 
     def run(self, job: Job) -> JobResult:
         """Run `job` on an idle warm container (see the module docstring)."""
         for name in job.files:
             _checked_path(name)
-        if job.setup or job.archive is not None:
-            raise SandboxError("the warm pool runs plain jobs only (no setup steps or archives); "
-                               "use DockerSandbox for those")
-        worker = self._idle.get()
+        if job.setup or job.archive is not None or job.protect:
+            raise SandboxError("the warm pool runs plain jobs only (no setup steps, archives or protected "
+                               "paths); use DockerSandbox for those")
+        worker = self._started(job)
         healthy = False
         try:
             try:
-                raw = worker.run(job, self.limits.host_grace)
-            except (OSError, ConnectionError, ValueError) as e:
+                raw = worker.result(job.wall_clock + self.limits.host_grace)
+            except (OSError, ValueError) as e:
                 # Timed out past the grace period, or the server died (OOM, killed): never a pass.
-                timed_out = isinstance(e, TimeoutError)  # socket.timeout is TimeoutError
-                return JobResult(runner_ok=False, host_killed=timed_out, oom_killed=worker.oom_killed(),
-                                 output=f"pool server lost: {type(e).__name__}: {e}")
+                return JobResult(runner_ok=False, host_killed=isinstance(e, TimeoutError),
+                                 oom_killed=worker.oom_killed(), output=f"pool server lost: {type(e).__name__}: {e}")
             if "error" in raw:
                 return JobResult(runner_ok=False, output=f"pool server error: {raw['error']}")
             clean = raw.pop("clean", False)
@@ -164,11 +202,7 @@ class SandboxPool:
             healthy = clean and result.signal != 9 and worker.jobs < self.max_jobs
             return result
         finally:
-            if healthy:
-                self._idle.put(worker)
-            else:
-                self._retire(worker)
-                self._add()
+            self._release(worker if healthy else self._fresh(worker))
 
     async def arun(self, job: Job) -> JobResult:
         return await asyncio.to_thread(self.run, job)
@@ -176,6 +210,7 @@ class SandboxPool:
     def close(self) -> None:
         with self._lock:
             workers, self._all = list(self._all), set()
+            self._idle.clear()
         for worker in workers:
             worker.close()
         shutil.rmtree(self._staging, ignore_errors=True)
