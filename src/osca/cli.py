@@ -398,7 +398,8 @@ def main() -> None:
         sys.exit(2)
 
 
-sandbox_app = typer.Typer(help="The Docker sandbox that runs candidate code: build its image.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="The Docker sandbox that runs candidate code: build its image, remove leftovers.",
+                          no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 
 
@@ -421,6 +422,22 @@ def sandbox_build(
 
         tag = build_image(force=force, progress=progress)
     out.print(tag, markup=False, highlight=False)
+
+
+@sandbox_app.command("prune")
+def sandbox_prune() -> None:
+    """Remove sandbox containers whose owner process is gone (killed before it could clean up)."""
+    from .sandbox import docker_client
+    from .sandbox.container import reap_orphans
+
+    client = docker_client()
+    try:
+        removed = reap_orphans(client)
+    finally:
+        client.close()
+    for name in removed:
+        out.print(name, markup=False, highlight=False)
+    err.print(f"removed {len(removed)} container(s) of dead owners", markup=False, highlight=False)
 
 
 def _add_agentless() -> None:
