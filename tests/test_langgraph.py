@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import operator
 import threading
 from typing import Annotated, TypedDict
@@ -12,11 +13,13 @@ import pytest
 from langgraph.graph import END, START, StateGraph
 
 from osca import AllocatedSampler, Allocation, ConfigError, SamplingConfig
-from osca.langgraph import SampledCall, allocated, instrument
+import osca
+from osca.langgraph import SampledCall, _litellm_functions, allocated, instrument
 from osca.providers.scripted import register_script
 
 MODEL = register_script("graph", lambda messages, i, params: f"sample {i} at t={params.get('temperature')}")
 ASK = [{"role": "user", "content": "go"}]
+early_completion = _litellm_functions()[0]  # what `from litellm import completion` holds when done before osca
 
 
 class State(TypedDict, total=False):
@@ -56,7 +59,7 @@ def test_wrapped_node_is_sampled_and_the_next_node_is_not():
     assert result["out"][0].endswith(("t=0.1", "t=0.9"))
     [call] = result["osca"]
     assert isinstance(call, SampledCall) and call.node == "wrapped"
-    assert sorted((c.config, c.index) for c in call.response.candidates) == [("cold", 0), ("cold", 1), ("hot", 0)]
+    assert sorted((c.config, c.index) for c in call.response.osca.candidates) == [("cold", 0), ("cold", 1), ("hot", 0)]
     assert s.ledger.total().samples == 3
     assert ask() == "sample 0 at t=None"  # and nothing outside a graph is routed
 
@@ -152,3 +155,48 @@ def test_wrapping_keeps_the_node_signature():
     wrapped = allocated(sampler())(node)
     assert wrapped.__wrapped__ is node and wrapped.__name__ == "node"
     assert run(("named", wrapped))["out"] == ["named"]
+
+
+def test_a_node_whose_calls_bypass_the_sampler_says_why(caplog):
+    s = sampler()
+    aliased = allocated(s)(lambda state: {"out": [early_completion(model=MODEL, messages=ASK).choices[0]
+                                                  .message.content]})
+    with caplog.at_level(logging.WARNING, logger="osca.langgraph"):
+        result = run(("solve", aliased))
+    assert result["out"] == ["sample 0 at t=None"] and s.ledger.total().samples == 0  # not sampled...
+    [record] = caplog.records  # ...and said so, naming the alias and the way out
+    assert "'solve'" in record.getMessage() and "made no LiteLLM call" in record.getMessage()
+    assert "early_completion is LiteLLM's function from before osca routed it" in record.getMessage()
+    assert "osca.completion(...)" in record.getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="osca.langgraph"):
+        run(("quiet", allocated(s)(lambda state: {"out": ["no model here"]})))
+    assert "a client that bypasses LiteLLM" in caplog.records[0].getMessage()
+
+
+def test_a_sampled_node_logs_nothing(caplog):
+    with caplog.at_level(logging.WARNING, logger="osca.langgraph"):
+        run(("solve", allocated(sampler())(lambda state: {"out": [ask()]})))
+    assert caplog.records == []
+
+
+def test_osca_completion_is_routed_wherever_it_was_imported_from():
+    from osca import acompletion, completion
+
+    s = sampler()
+    node = allocated(s)(lambda state: {"out": [completion(MODEL, ASK).choices[0].message.content]})  # positional
+    assert run(("solve", node))["out"][0].endswith(("t=0.1", "t=0.9"))
+    assert s.ledger.total().samples == 3
+    assert completion(MODEL, ASK).choices[0].message.content == "sample 0 at t=None"  # outside: LiteLLM's own
+
+    @allocated(s)
+    async def anode(state):
+        return {"out": [(await acompletion(model=MODEL, messages=ASK)).choices[0].message.content]}
+
+    builder = StateGraph(State)
+    builder.add_node("anode", anode)
+    builder.add_edge(START, "anode")
+    builder.add_edge("anode", END)
+    assert asyncio.run(builder.compile().ainvoke({"out": []}))["out"][0].endswith(("t=0.1", "t=0.9"))
+    assert s.ledger.total().samples == 6
+    assert osca.completion is completion and "completion" in osca.__all__

@@ -11,8 +11,9 @@ Routing is scoped with context variables: only calls made inside the wrapped nod
 the tasks it awaits) go through the sampler; calls elsewhere, in other threads or in concurrent nodes, are
 untouched. `instrument` binds a mapping node name -> sampler into the graph's config (`configurable`), and a
 call finds its node from LangGraph's run metadata (`langgraph_node`). Calls must go through the module
-(`litellm.completion(...)`); a `from litellm import completion` made before osca installed its router keeps
-the original function.
+(`litellm.completion(...)`) or osca's alias-proof `osca.completion` / `osca.acompletion`; a
+`from litellm import completion` made before osca installed its router keeps the original function, and a
+wrapped node that made no routed call logs a warning naming that likely cause.
 
 With `state_key`, the wrapped node adds `{state_key: [SampledCall, ...]}` to its update, so the selected
 candidates reach the graph state (declare the key, e.g. `Annotated[list, operator.add]`). Spend is in each
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -33,8 +35,9 @@ from ._litellm import litellm, on_litellm_loop
 from .exceptions import ConfigError
 from .sampler import AllocatedSampler
 
-__all__ = ["SampledCall", "allocated", "instrument"]
+__all__ = ["SampledCall", "acompletion", "allocated", "completion", "instrument"]
 
+log = logging.getLogger(__name__)
 CONFIG_KEY = "osca_samplers"
 _BYPASS = object()  # set while a sampler runs: its own requests must reach LiteLLM itself
 _route: ContextVar[Any] = ContextVar("osca_route", default=None)
@@ -47,7 +50,7 @@ class SampledCall:
 
     node: str | None
     response: Any
-    """The `ModelResponse`; `.candidates`, `.selected`, `.unspent` as from `AllocatedSampler`."""
+    """The `ModelResponse` (or `SampledStream`); `.osca` holds its candidates, selection and spend."""
 
 
 def _node_name() -> tuple[str | None, Mapping[str, Any]]:
@@ -78,38 +81,78 @@ def _record(resp: Any) -> Any:
     return resp
 
 
-def _args(args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
-    named = dict(zip(("model", "messages"), args))
-    if len(args) > 2:
-        raise ConfigError("pass litellm.completion's arguments after `messages` by keyword to sample them")
-    return {**named, **kwargs}
+def _litellm_functions() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """LiteLLM's own `completion` and `acompletion` (those osca's routers wrap, once they are installed)."""
+    lm = litellm()
+    if getattr(lm.completion, "__osca_router__", False):  # LiteLLM's functions have a __wrapped__ of their own
+        return lm.completion.__wrapped__, lm.acompletion.__wrapped__
+    return lm.completion, lm.acompletion
+
+
+def completion(*args: Any, **kwargs: Any) -> Any:
+    """`litellm.completion`, routed: sampled inside a node wrapped with `allocated` (or bound by `instrument`),
+    LiteLLM's own call anywhere else.
+
+    Unlike `from litellm import completion`, which keeps the function from before osca routed it (so the node's
+    calls silently go unsampled), this name routes wherever it was imported from.
+
+    Example:
+        >>> from osca import completion
+        >>> @allocated(sampler)
+        ... def solve(state):
+        ...     return {"answer": completion("openai/gpt-4o-mini", state["messages"]).choices[0].message.content}
+    """
+    sampler = _sampler_for_call()
+    if sampler is None:
+        return _litellm_functions()[0](*args, **kwargs)
+    with _routing(_BYPASS):
+        return _record(sampler.completion(*args, **kwargs))
+
+
+async def acompletion(*args: Any, **kwargs: Any) -> Any:
+    """Async twin of `completion`: `litellm.acompletion`, routed."""
+    sampler = _sampler_for_call()
+    if sampler is None:
+        return await on_litellm_loop(lambda: _litellm_functions()[1](*args, **kwargs))
+    with _routing(_BYPASS):
+        return _record(await sampler.acompletion(*args, **kwargs))
 
 
 def _install() -> None:
-    """Wrap `litellm.completion` / `acompletion` once with routers that consult the context."""
+    """Route `litellm.completion` / `acompletion` (module attributes: what `litellm.completion(...)` calls)."""
     lm = litellm()
     if getattr(lm.completion, "__osca_router__", False):
         return
-    original, aoriginal = lm.completion, lm.acompletion
 
-    @functools.wraps(original)
-    def completion(*args: Any, **kwargs: Any) -> Any:
-        sampler = _sampler_for_call()
-        if sampler is None:
-            return original(*args, **kwargs)
-        with _routing(_BYPASS):
-            return _record(sampler.completion(**_args(args, kwargs)))
+    @functools.wraps(lm.completion)
+    def routed(*args: Any, **kwargs: Any) -> Any:
+        return completion(*args, **kwargs)
 
-    @functools.wraps(aoriginal)
-    async def acompletion(*args: Any, **kwargs: Any) -> Any:
-        sampler = _sampler_for_call()
-        if sampler is None:
-            return await on_litellm_loop(lambda: aoriginal(*args, **kwargs))
-        with _routing(_BYPASS):
-            return _record(await sampler.acompletion(**_args(args, kwargs)))
+    @functools.wraps(lm.acompletion)
+    async def arouted(*args: Any, **kwargs: Any) -> Any:
+        return await acompletion(*args, **kwargs)
 
-    completion.__osca_router__ = acompletion.__osca_router__ = True  # type: ignore[attr-defined]
-    lm.completion, lm.acompletion = completion, acompletion
+    routed.__osca_router__ = arouted.__osca_router__ = True  # type: ignore[attr-defined]
+    lm.completion, lm.acompletion = routed, arouted
+
+
+def _bypass_hint(fn: Callable[..., Any]) -> str:
+    """Why a wrapped node's model calls may have missed the sampler: an alias of LiteLLM's unrouted function
+    among the node's names when there is one, else the usual causes."""
+    fn = inspect.unwrap(fn)
+    originals = _litellm_functions()
+    try:
+        names = inspect.getclosurevars(fn)
+        seen = {**names.globals, **names.nonlocals}
+    except TypeError:  # not a Python function (a callable object, a builtin)
+        seen = {}
+    for name, value in seen.items():
+        if any(value is original for original in originals):
+            return (f"{fn.__module__}.{name} is LiteLLM's function from before osca routed it (a `from litellm "
+                    f"import {value.__name__}`): call litellm.{value.__name__}(...) or osca.{value.__name__}(...)")
+    return ("likely causes: a `from litellm import completion` made before osca was imported (call "
+            "litellm.completion(...) or osca.completion(...) instead), or a client that bypasses LiteLLM (the "
+            "openai SDK, langchain_openai.ChatOpenAI: use langchain_litellm.ChatLiteLLM)")
 
 
 @contextmanager
@@ -153,18 +196,25 @@ def allocated(samplers: AllocatedSampler | Mapping[str, AllocatedSampler], *,
     _install()
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def finish(update: Any, calls: list[SampledCall]) -> Any:
+            if not calls:  # issue 11: a node whose calls bypass the router would otherwise look sampled
+                log.warning("node %r is wrapped with osca.allocated but made no LiteLLM call through it; if it "
+                            "calls a model, that call was not sampled: %s", _node_name()[0] or fn.__name__,
+                            _bypass_hint(fn))
+            return _with_calls(update, calls, state_key)
+
         if inspect.iscoroutinefunction(fn):
             async def node(*args: Any, **kwargs: Any) -> Any:
                 calls: list[SampledCall] = []
                 with _routing(_pick(samplers), calls):
                     update = await fn(*args, **kwargs)
-                return _with_calls(update, calls, state_key)
+                return finish(update, calls)
         else:
             def node(*args: Any, **kwargs: Any) -> Any:
                 calls: list[SampledCall] = []
                 with _routing(_pick(samplers), calls):
                     update = fn(*args, **kwargs)
-                return _with_calls(update, calls, state_key)
+                return finish(update, calls)
         return functools.update_wrapper(node, fn)
 
     return wrap
