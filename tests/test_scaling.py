@@ -422,7 +422,8 @@ def counts_file(tmp_path: Path) -> Path:
 
 def test_cli_single_configuration(counts_file: Path, tmp_path: Path):
     png = tmp_path / "scaling.png"
-    proc = run("scaling", counts_file, "--config", "a", "--fit-max-k", "4", "--target", "0.5", "--plot", png)
+    proc = run("scaling", counts_file, "--config", "a", "--fit-max-k", "4", "--target", "0.5", "--plot", png,
+               "--method", "power-law")
     assert proc.returncode == 0, proc.stderr
     fit = config_curve(load_counts(counts_file), "a").fit(4)
     assert f"a = {fit.a:.4f}, b = {fit.b:.4f}" in proc.stdout
@@ -435,7 +436,7 @@ def test_cli_single_configuration(counts_file: Path, tmp_path: Path):
 def test_cli_json_matches_the_library(counts_file: Path, tmp_path: Path):
     alloc = tmp_path / "alloc.json"
     Allocation({"a": 2, "b": 1}).save(alloc)
-    proc = run("scaling", counts_file, "--allocation", alloc, "--min-gain", "0.01", "--json")
+    proc = run("scaling", counts_file, "--allocation", alloc, "--min-gain", "0.01", "--json", "--method", "power-law")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     data = load_counts(counts_file)
@@ -443,9 +444,38 @@ def test_cli_json_matches_the_library(counts_file: Path, tmp_path: Path):
     (row,) = doc["curves"]
     assert row["k"] == curve.k.tolist() and row["coverage"] == pytest.approx(curve.coverage.tolist())
     assert row["fit"]["a"] == pytest.approx(curve.fit().a) and row["holdout"] == []
-    expected = recommend_budget(data, min_gain=0.01, curve=curve)
+    expected = recommend_budget(data, min_gain=0.01, curve=curve, method="power-law")
     assert doc["advice"]["budget"] == expected.budget
     assert doc["advice"]["allocation"] == dict(expected.allocation)
+
+
+def test_cli_auto_method_says_which_and_why(counts_file: Path):
+    proc = run("scaling", counts_file, "--config", "b", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    method, errors = choose_method(config_curve(load_counts(counts_file), "b"))
+    assert doc["method"] == method and doc["curves"][0]["fit"]["method"] == method
+    assert "held-out check" in doc["method_chosen_because"] and doc["unit"] == "samples"
+    table = run("scaling", counts_file, "--config", "b", "--method", "distribution")
+    assert "forecast method: distribution (asked for)" in table.stdout
+    assert "extrapolated (band: bootstrap of the fit)" in table.stdout
+
+
+def test_cli_baselines_at_equal_cost(counts_file: Path, tmp_path: Path):
+    # issue 13: with costs the configuration curves were in samples beside a learned curve in cost units
+    configs = tmp_path / "configs.json"
+    configs.write_text(json.dumps([{"name": "a", "cost": 1.0}, {"name": "b", "cost": 2.0}, {"name": "c", "cost": 4}]))
+    proc = run("scaling", counts_file, "--configs", configs, "--budgets", "2,4,8", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["unit"] == "cost units"
+    by_label = {c["label"]: c for c in doc["curves"]}
+    assert {c["unit"] for c in by_label.values()} == {"cost units"}
+    assert all(c["k"] == [2, 4, 8] for c in by_label.values())
+    data = load_counts(counts_file)
+    c_two = expected_pass(data, Allocation({"c": 2})).value  # 8 cost units buy 2 samples of c
+    assert by_label["c"]["coverage"][2] == pytest.approx(c_two)
+    assert by_label["c"]["coverage"][0] == 0.0  # 2 cost units buy none
 
 
 def test_cli_every_configuration_and_the_learned_curve(counts_file: Path):
@@ -462,6 +492,7 @@ def test_cli_every_configuration_and_the_learned_curve(counts_file: Path):
     (("--config", "a", "--target", "0.5", "--max-budget", "0"), "max_budget must be > 0"),
     (("--config", "a", "--target", "0.5", "--min-gain", "0.1"), "exactly one"),
     (("--config", "a", "--budgets", "0-3"), "budgets must be > 0"),
+    (("--config", "a", "--method", "spline"), "--method must be"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(counts_file: Path, tmp_path: Path, args, needle):
     alloc = tmp_path / "alloc.json"

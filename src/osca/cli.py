@@ -244,6 +244,9 @@ def scaling(
     fit_max_k: Annotated[float | None, typer.Option(
         help="Fit on k <= this only; the larger measured k check the extrapolation (the advice uses them all).")]
     = None,
+    method: Annotated[str, typer.Option(
+        help="Forecast with 'distribution' (per-problem pass rates), 'power-law', or 'auto': the one the first "
+             "curve's held-out check favours.")] = "auto",
     budgets: Annotated[str | None, typer.Option(
         help="k to measure: a range (1-16) or a list (1,2,4,8); default: every k the recorded runs allow.")] = None,
     max_budget: Annotated[int, typer.Option(help="The largest budget the advisor may recommend.")] = 1024,
@@ -252,11 +255,13 @@ def scaling(
     as_json: Annotated[bool, typer.Option("--json", help="Print curves, fits and advice as JSON.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of measured vs fitted curves here.")] = None,
 ) -> None:
-    """Fit log c(k) = a * k^b to coverage curves, check the extrapolation, and recommend a budget."""
-    from .scaling import allocation_curve, config_curve, learned_curve, recommend_budget
+    """Fit coverage curves (pass-rate distribution or power law), check the extrapolation, recommend a budget."""
+    from .scaling import FIT_METHODS, allocation_curve, choose_method, config_curve, learned_curve, recommend_budget
 
     if config is not None and allocation is not None:
         raise DataError("give --config or --allocation, not both")
+    if method not in (*FIT_METHODS, "auto"):
+        raise DataError(f"--method must be auto, distribution or power-law, got {method!r}")
     data = _load(counts, configs)
     ks = parse_budgets(budgets) if budgets is not None else None
     test = data.test if isinstance(data, CountSplit) else data
@@ -268,25 +273,33 @@ def scaling(
         with _learning_bar(as_json) as bar:
             task = bar.add_task("", total=len(ks) if ks else int(test.runs.max()))
             curves = [learned_curve(data, ks, seed=seed, on_step=lambda: bar.advance(task))]
-        curves += sorted((config_curve(data, n, ks, seed=seed) for n in test.names),
+        # every configuration at the learned curve's budgets: in cost units too when configurations have costs
+        curves += sorted((config_curve(data, n, curves[0].k, per_cost=True, seed=seed) for n in test.names),
                          key=lambda c: -c.coverage[-1])
-    fits = [curves[0].fit(fit_max_k)] + [_fit_or_reason(c, fit_max_k) for c in curves[1:]]
+    why = "asked for"
+    if method == "auto":
+        method, errors = choose_method(curves[0], fit_max_k)
+        why = (f"the held-out check on {curves[0].label} favours it (fit on the first half of the recorded k, "
+               "error at the last: " + ", ".join(f"{m} {e:+.4f}" for m, e in errors.items()) + ")")
+    fits = [curves[0].fit(fit_max_k, method)] + [_fit_or_reason(c, fit_max_k, method) for c in curves[1:]]
     advice = None
     if target is not None or min_gain is not None:  # advice uses every measured k; --fit-max-k only checks the law
         advice = recommend_budget(data, target=target, min_gain=min_gain, per_cost=per_cost, curve=curves[0],
-                                  max_budget=max_budget, seed=seed)
+                                  method=method, max_budget=max_budget, seed=seed)
     where = f"{test.n_problems} problems"
     if isinstance(data, CountSplit):
         where += ", in-sample (test = train), as released" if data.in_sample else ", the file's test part"
     if as_json:
         rows = [{**c.to_dict(), "fit": f.to_dict(), "holdout": _holdout(c, f)} if not isinstance(f, str)
                 else {**c.to_dict(), "fit": None, "no_fit": f} for c, f in zip(curves, fits)]
-        print(json.dumps({"problems": where, "curves": rows,
-                          "advice": None if advice is None else advice.to_dict()}, indent=2))
-    elif len(curves) == 1:
-        _print_scaling_curve(curves[0], fits[0], where)
+        print(json.dumps({"problems": where, "unit": curves[0].unit, "method": method, "method_chosen_because": why,
+                          "curves": rows, "advice": None if advice is None else advice.to_dict()}, indent=2))
     else:
-        _print_scaling_table(curves, fits, where)
+        out.print(f"forecast method: [bold]{method}[/bold] ({why})")
+        if len(curves) == 1:
+            _print_scaling_curve(curves[0], fits[0], where, seed=seed)
+        else:
+            _print_scaling_table(curves, fits, where)
     if not as_json:
         _print_advice(advice)
     if plot is not None:
@@ -306,10 +319,10 @@ def _learning_bar(as_json: bool) -> Progress:
                     console=err, transient=True, disable=as_json or not err.is_terminal)
 
 
-def _fit_or_reason(curve, fit_max_k: float | None):
+def _fit_or_reason(curve, fit_max_k: float | None, method: str):
     """The curve's fit, or why it has none (a configuration that never, or always, succeeds): one table row."""
     try:
-        return curve.fit(fit_max_k)
+        return curve.fit(fit_max_k, method)
     except DataError as e:
         return str(e)
 
@@ -317,27 +330,37 @@ def _fit_or_reason(curve, fit_max_k: float | None):
 def _holdout(curve, fit) -> list[dict]:
     """Measured points beyond the fit range: predicted vs measured coverage."""
     return [{"k": float(k), "measured": float(c), "predicted": fit.predict(k), "error": fit.predict(k) - float(c)}
-            for k, c in zip(curve.k, curve.coverage) if fit.extrapolates(k)]
+            for k, c, recorded in zip(curve.k, curve.coverage, curve.measured) if recorded and fit.extrapolates(k)]
 
 
 def _fit_line(label: str, fit) -> str:
+    if fit.method == "distribution":
+        return f"fit ({label}): [bold]{fit.describe()}[/bold]"
     return (f"fit ({label}): log c(k) = a * k^b with [bold]a = {fit.a:.4f}, b = {fit.b:.4f}[/bold] over "
             f"k = {fit.k_min:g}..{fit.k_max:g} ({fit.n_points} points); fit error: RMSE {fit.rmse:.4f} in coverage "
             f"(max {fit.max_error:.4f}), {fit.rmse_log:.4f} in log c"
             + (f"; dropped k = {', '.join(f'{k:g}' for k in fit.dropped)} (coverage 0 or 1)" if fit.dropped else ""))
 
 
-def _print_scaling_curve(curve, fit, where: str) -> None:
-    table = Table(title=f"coverage of {curve.label} on {where}", title_justify="left")
+def _print_scaling_curve(curve, fit, where: str, *, seed: int) -> None:
+    from .scaling import forecast_band
+
+    table = Table(title=f"coverage of {curve.label} on {where} (k in {curve.unit})", title_justify="left")
     for col in ["k", "measured", f"{curve.level:.0%} band", "fitted", "fitted - measured", ""]:
         table.add_column(col, justify="left" if col == "" else "right")
-    for k, c, (lo, hi) in zip(curve.k, curve.coverage, curve.band):
+    for k, c, (lo, hi), recorded in zip(curve.k, curve.coverage, curve.band, curve.measured):
         p = fit.predict(k)
+        note = "extrapolated" if fit.extrapolates(k) else ""
+        if not recorded:
+            note = "beyond the recorded runs: held there"
         table.add_row(f"{k:g}", f"{c:.4f}", f"{lo:.3f}-{hi:.3f}", f"{p:.4f}", f"{p - c:+.4f}",
-                      "[yellow]extrapolated[/yellow]" if fit.extrapolates(k) else "")
+                      f"[yellow]{note}[/yellow]" if note else "")
     last = float(curve.k[-1])
-    for k in (2 * last, 4 * last, 8 * last):
-        table.add_row(f"{k:g}", "-", "-", f"{fit.predict(k):.4f}", "-", "[yellow]extrapolated[/yellow]")
+    ahead = [2 * last, 4 * last, 8 * last]
+    band = forecast_band(curve, ahead, method=fit.method, fit_max_k=fit.k_max, n_boot=100, seed=seed)
+    for k, (lo, hi) in zip(ahead, band):
+        table.add_row(f"{k:g}", "-", f"{lo:.3f}-{hi:.3f}", f"{fit.predict(k):.4f}", "-",
+                      "[yellow]extrapolated (band: bootstrap of the fit)[/yellow]")
     out.print(table)
     out.print(_fit_line(curve.label, fit))
     _print_holdout(curve, fit)
@@ -353,23 +376,26 @@ def _print_holdout(curve, fit) -> None:
                   f"[/bold]); largest |error| beyond the fit {abs(worst['error']):.4f} at k = {worst['k']:g}")
     if curve.extrapolated:
         out.print(f"[yellow]note:[/yellow] some k exceed the recorded runs of {', '.join(curve.extrapolated)}; "
-                  "those points use the plug-in estimate (1 - c/n)^k instead of the unbiased one")
+                  "those points are held at the recorded runs (never a drop), and the fits and advice ignore them")
 
 
 def _print_scaling_table(curves, fits, where: str) -> None:
-    table = Table(title=f"log c(k) = a * k^b per curve, {where}", title_justify="left")
-    for col in ["curve", "a", "b", "RMSE", "fit k", "last k", "measured", "fitted", "error", "at 2 x last k"]:
-        table.add_column(col, justify="left" if col == "curve" else "right")
+    title = f"{fits[0].method} fit per curve, {where}; k in {curves[0].unit}, every curve at the same budgets"
+    table = Table(title=title, title_justify="left")
+    for col in ["curve", "fit", "fit k", "last k", "measured", "fitted", "error", "at 2 x last k"]:
+        table.add_column(col, justify="left" if col in ("curve", "fit") else "right")
     for c, f in zip(curves, fits):
         name = f"[bold]{c.label}[/bold]" if c is curves[0] else c.label
-        last = float(c.k[-1])
+        last = float(c.k[c.measured][-1])
+        measured = float(c.coverage[c.measured][-1])
         if isinstance(f, str):
-            table.add_row(name, "-", "-", "-", "-", f"{last:g}", f"{c.coverage[-1]:.4f}", "-", "-", f"no fit: {f}")
+            table.add_row(name, f"no fit: {f}", "-", f"{last:g}", f"{measured:.4f}", "-", "-", "-")
             continue
         p = f.predict(last)
-        table.add_row(name, f"{f.a:.4f}", f"{f.b:.4f}", f"{f.rmse:.4f}", f"{f.k_min:g}-{f.k_max:g}", f"{last:g}",
-                      f"{c.coverage[-1]:.4f}", f"{p:.4f}" + ("*" if f.extrapolates(last) else ""),
-                      f"{p - c.coverage[-1]:+.4f}", f"{f.predict(2 * last):.4f}*")
+        params = f"a={f.a:.4f} b={f.b:.4f}" if f.method == "power-law" else f"w0={f.w0:.3f} a={f.a:.3f} b={f.b:.3f}"
+        table.add_row(name, params, f"{f.k_min:g}-{f.k_max:g}", f"{last:g}", f"{measured:.4f}",
+                      f"{p:.4f}" + ("*" if f.extrapolates(last) else ""), f"{p - measured:+.4f}",
+                      f"{f.predict(2 * last):.4f}*")
     out.print(table)
     out.print("* extrapolated: beyond the k the law was fitted on")
     out.print(_fit_line(curves[0].label, fits[0]))
@@ -384,7 +410,7 @@ def _print_advice(advice) -> None:
         out.print(f"[red]no budget[/red] reaches {advice.criterion}: {advice.message}")
         return
     colour = "yellow" if advice.extrapolated else "green"
-    out.print(f"recommended budget for {advice.criterion}: [bold]C = {advice.budget:g}[/bold], coverage "
+    out.print(f"recommended budget for {advice.criterion}: [bold]C = {advice.budget:g}[/bold] {advice.curve.unit}, coverage "
               f"{advice.coverage:.4f}; [{colour}]{advice.message}[/{colour}]")
     out.print(f"learned allocation at C = {advice.budget:g}: {_fmt_alloc(advice.allocation)}")
 

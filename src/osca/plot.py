@@ -11,7 +11,7 @@ import numpy as np
 from .evaluate import CurveRow
 
 if TYPE_CHECKING:
-    from .scaling import CoverageCurve, PowerLawFit, PrecisionReport
+    from .scaling import CoverageCurve, DistributionFit, PowerLawFit, PrecisionReport
 
 __all__ = ["plot_curve", "plot_precision", "plot_scaling"]
 
@@ -47,9 +47,10 @@ def plot_curve(rows: Sequence[CurveRow], path: str | Path, *, title: str, defaul
     plt.close(fig)
 
 
-def plot_scaling(curves: Sequence[tuple[CoverageCurve, PowerLawFit]], path: str | Path, *, title: str,
-                 k_max: float | None = None) -> None:
-    """Measured coverage (points, bootstrap band) against the fitted exponentiated power law, log-scaled k.
+def plot_scaling(curves: Sequence[tuple[CoverageCurve, PowerLawFit | DistributionFit]], path: str | Path, *,
+                 title: str, k_max: float | None = None) -> None:
+    """Measured coverage (points, bootstrap band) against the fitted law (power law or pass-rate distribution),
+    log-scaled k.
 
     The fit is solid over the k it was fitted on and dashed beyond (extrapolation), up to `k_max` (default:
     the largest measured k); a grey span marks k beyond the first curve's fit range.
@@ -60,8 +61,7 @@ def plot_scaling(curves: Sequence[tuple[CoverageCurve, PowerLawFit]], path: str 
     for n, (curve, fit) in enumerate(curves):
         colour = f"C{n % 10}"
         ax.fill_between(curve.k, curve.band[:, 0], curve.band[:, 1], color=colour, alpha=0.12)
-        ax.plot(curve.k, curve.coverage, "o", ms=3.5, color=colour,
-                label=f"{curve.label}: measured (a={fit.a:.3f}, b={fit.b:.3f})")
+        ax.plot(curve.k, curve.coverage, "o", ms=3.5, color=colour, label=f"{curve.label}: measured")
         inside = np.geomspace(fit.k_min, fit.k_max, 100)
         ax.plot(inside, fit.predict(inside), "-", color=colour, lw=1.4)
         if top > fit.k_max:
@@ -71,9 +71,10 @@ def plot_scaling(curves: Sequence[tuple[CoverageCurve, PowerLawFit]], path: str 
     if top > fit0.k_max:
         ax.axvspan(fit0.k_max, top, color="0.5", alpha=0.08, lw=0, label=f"extrapolated (k > {fit0.k_max:g})")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("samples per problem k (log scale)")
+    ax.set_xlabel(f"{curves[0][0].unit} per problem k (log scale)")
     ax.set_ylabel("coverage: expected pass@k")
-    ax.set_title(title + "\nfit: log c(k) = a k^b (solid: fitted range, dashed: extrapolated)", fontsize=9)
+    ax.set_title(title + f"\n{fit0.method} fit: {fit0.describe()} (solid: fitted range, dashed: extrapolated)",
+                 fontsize=8)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()

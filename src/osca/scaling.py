@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BudgetAdvice", "CoverageCurve", "DistributionFit", "ForecastError", "PowerLawFit", "PrecisionReport",
            "PrecisionRow", "allocation_curve", "choose_method", "config_curve", "extrapolation_check",
-           "fit_distribution", "fit_pass_rates", "fit_power_law", "learned_curve", "precision_report",
+           "fit_distribution", "fit_pass_rates", "fit_power_law", "forecast_band", "learned_curve", "precision_report",
            "recommend_budget", "scale_allocation"]
 
 
@@ -513,14 +513,17 @@ def fit_pass_rates(correct: Sequence[int] | np.ndarray, runs: Sequence[int] | np
     hist = _count_histograms(c, n, use_runs)
     if all(h[1:].sum() == 0 for h in hist.values()):
         raise DataError("no run succeeded on any problem: a pass-rate distribution cannot be fitted")
-    tables = [(h, np.arange(r + 1), np.array([math.log(math.comb(r, s)) for s in range(r + 1)]), r)
-              for r, h in hist.items()]
+    tables = [(h, np.array([math.log(math.comb(r, s)) for s in range(r + 1)]), np.arange(r)) for r, h in hist.items()]
 
     def loss(theta: np.ndarray) -> float:
+        # log C(r, s) B(a + s, b + r - s) / B(a, b) = log C(r, s) + sum_{t<s} log(a + t) + sum_{t<r-s} log(b + t)
+        #                                              - sum_{t<r} log(a + b + t)
         w0, a, b = _zib(theta)
         total = 0.0
-        for h, s, log_comb, r in tables:
-            pmf = (1.0 - w0) * np.exp(log_comb + _log_beta(a + s, b + r - s) - _log_beta(a, b))
+        for h, log_comb, t in tables:
+            up_a = np.concatenate([[0.0], np.cumsum(np.log(a + t))])
+            up_b = np.concatenate([[0.0], np.cumsum(np.log(b + t))])
+            pmf = (1.0 - w0) * np.exp(log_comb + up_a + up_b[::-1] - np.log(a + b + t).sum())
             pmf[0] += w0
             total -= float(h @ np.log(np.maximum(pmf, 1e-300)))
         return total
@@ -613,6 +616,33 @@ def extrapolation_check(curves: Sequence[CoverageCurve], fit_max_ks: Sequence[fl
             rows.append(ForecastError(curve.label, float(fit_max_k), float(at_k),
                                       float(curve.coverage[hit[0]]), predicted))
     return rows
+
+
+def forecast_band(curve: CoverageCurve, k: Sequence[float] | np.ndarray, *, method: str,
+                  fit_max_k: float | None = None, level: float = 0.95, n_boot: int = 100,
+                  seed: int = 0) -> np.ndarray:
+    """Percentile bootstrap band over problems of a fit's forecast: problems are resampled (their counts, or
+    their per-problem coverage for a mix), the fit repeated, and each k's forecast collected.
+
+    Returns:
+        shape (len(k), 2): the band at `level` (NaN when no resample could be fitted).
+    """
+    ks = np.asarray(k, dtype=float)
+    rng = np.random.default_rng(seed)
+    n = curve.per_problem.shape[1]
+    forecasts = []
+    for _ in range(n_boot):
+        idx = rng.integers(n, size=n)
+        per_problem = curve.per_problem[:, idx]
+        counts = None if curve.counts is None else (curve.counts[0][idx], curve.counts[1][idx], curve.counts[2])
+        boot = replace(curve, coverage=per_problem.mean(axis=1), per_problem=per_problem, counts=counts)
+        try:
+            forecasts.append(boot.fit(fit_max_k, method).predict(ks))
+        except DataError:
+            continue
+    if not forecasts:
+        return np.full((ks.size, 2), np.nan)
+    return np.quantile(np.array(forecasts), [(1 - level) / 2, (1 + level) / 2], axis=0).T
 
 
 def choose_method(curve: CoverageCurve, fit_max_k: float | None = None) -> tuple[str, dict[str, float]]:
