@@ -27,7 +27,9 @@ IdsOpt = Annotated[str | None, typer.Option(help="Comma-separated instance ids (
 ReposOpt = Annotated[Path | None, typer.Option(
     help="Folder of local clones named owner__name (default: clone from GitHub).")]
 RunDirOpt = Annotated[Path, typer.Option(help="Predictions, trajectories, sample cache and checkouts go here.")]
-ImageOpt = Annotated[str | None, typer.Option(help="Sandbox image for the tests (default: osca's base image).")]
+ImageOpt = Annotated[str | None, typer.Option(
+    help="Where the tests run: `env` (each instance's image from `osca agentless env build`), `swebench` "
+         "(SWE-bench's own images), or one sandbox image (default: osca's base image over the checkout).")]
 
 
 def _instances(source: str, split: str, ids: str | None, limit: int | None):
@@ -69,6 +71,9 @@ def run(
         help="The same in tokens (for models LiteLLM has no price for).")] = None,
     instance_max_dollars: Annotated[float | None, typer.Option(
         help="Hard cap per instance: no model call is dispatched past it.")] = None,
+    max_instance_seconds: Annotated[float | None, typer.Option(
+        min=1, help="Time bound per instance: stages that would start later are skipped (recorded in its "
+                    "trajectory); the stage under way finishes.")] = None,
 ) -> None:
     """Solve instances; append each prediction to RUN_DIR/all_preds.jsonl (re-runs resume)."""
     from osca.cache import SampleCache
@@ -81,13 +86,15 @@ def run(
     extra = read_json(settings) if settings else {}
     if not isinstance(extra, dict):
         raise ConfigError(f"{settings}: expected a JSON object of settings")
-    agent_settings = _validated(AgentlessSettings, {"model": model, **extra}, settings or "settings")
+    env_image = {"env_image": image} if image in ("env", "swebench") else {}
+    agent_settings = _validated(AgentlessSettings, {"model": model, **env_image, **extra}, settings or "settings")
     repair_configs, repair_alloc = _repair(configs, allocation, agent_settings)
     budget = Caps(dollars=max_dollars, tokens=max_tokens)
     per_instance = Ledger(caps=Caps(dollars=instance_max_dollars))
     run_dir.mkdir(parents=True, exist_ok=True)
     with SampleCache(run_dir / "samples.sqlite") as cache:
-        agent = Agentless(agent_settings, repair_configs, repair_alloc, sandbox=_sandbox(image), cache=cache,
+        sandbox = _sandbox(None if env_image else image)
+        agent = Agentless(agent_settings, repair_configs, repair_alloc, sandbox=sandbox, cache=cache,
                           ledger=per_instance)
         with _progress() as bar:
             task = bar.add_task("agentless", total=len(todo))
@@ -97,11 +104,16 @@ def run(
                 bar.advance(task)
 
             summary = run_instances(agent, todo, run_dir=run_dir, repos=repos, model_name=model_name,
-                                    workers=workers, budget=budget, on_instance=advance)
+                                    workers=workers, budget=budget, on_instance=advance,
+                                    max_instance_seconds=max_instance_seconds)
     spent, total = agent.ledger.total(), summary.spent
     typer.echo(f"{len(summary.done)} solved now, {len(summary.skipped)} already done, {len(summary.failed)} failed; "
-               f"spent ${spent.cost:.4f} / {spent.tokens} tokens (all runs here: ${total.cost:.4f} / {total.tokens}); "
+               f"spent ${spent.dollars:.4f} / {spent.tokens} tokens (all runs here: ${total.dollars:.4f} / {total.tokens}); "
                f"predictions: {run_dir / 'all_preds.jsonl'}")
+    for iid in summary.done:  # zero regression tests is a finding, not a silent default
+        note = _regression_note(run_dir / "trajectories" / f"{iid}.json")
+        if note:
+            typer.echo(f"{iid}: {note}", err=True)
     for iid, why in summary.failed.items():
         typer.echo(f"failed {iid}: {why}", err=True)
     if summary.unstarted:
@@ -119,25 +131,27 @@ def evaluate(
     instances: InstancesOpt = "princeton-nlp/SWE-bench_Lite",
     split: Annotated[str, typer.Option(help="Dataset split (hub datasets only).")] = "test",
     ids: IdsOpt = None,
+    repos: ReposOpt = None,
     run_dir: RunDirOpt = Path("runs/agentless"),
     image: Annotated[str, typer.Option(
         help="`env`: the image `osca agentless env build` made for each instance; `swebench`: SWE-bench's own "
-             "per-instance images (pulled by you); anything else: one image following the same contract.")] = "env",
+             "per-instance images (pulled by you); `base`: osca's base sandbox image over a checkout (instances "
+             "without an environment); anything else: one image following the env contract.")] = "env",
     network: Annotated[bool, typer.Option(
         help="Give the tests network access (SWE-bench's harness does; some instances' tests need it).")] = False,
     wall_clock: Annotated[float, typer.Option(help="Seconds the tests of one instance may run.")] = 1800.0,
 ) -> None:
     """Grade predictions as SWE-bench does, in each instance's environment image: patch (an empty one too),
     test files reset, test_patch, the instance's test command, its log parser, FAIL_TO_PASS / PASS_TO_PASS.
-    Writes RUN_DIR/evaluation/<name>/<instance>/{report.json,test_output.txt} and a summary report."""
+    Writes RUN_DIR/evaluation/<name>/<instance>/{report.json,test_output.txt} and a summary report.json."""
     import json
 
     from rich.console import Console
     from rich.table import Table
 
-    from .envs import env_sandbox, instance_image
-    from .grading import grade_patch
-    from .swebench import read_predictions
+    from .grading import evaluate as grade
+    from .run import repo_source
+    from .swebench import checkout, read_predictions
 
     todo = _instances(instances, split, ids, None)
     if predictions in ("gold", "empty"):
@@ -149,34 +163,34 @@ def evaluate(
         patches = {i: p.model_patch for i, p in preds.items()}
         name = Path(predictions).stem
     out = run_dir / "evaluation" / name
-    reports = {}
     with _progress() as bar:
         task = bar.add_task("evaluating", total=len(todo))
-        for inst in todo:
-            tag, contract = instance_image(inst, image)
-            with env_sandbox(tag, contract, network=network) as box:
-                report, result = grade_patch(inst, patches[inst.instance_id], sandbox=box, contract=contract,
-                                             wall_clock=wall_clock, network=network)
-            where = out / inst.instance_id
+
+        def done(report, result) -> None:
+            where = out / report.instance_id
             where.mkdir(parents=True, exist_ok=True)
             (where / "report.json").write_text(json.dumps(report.to_swebench(), indent=1))
             (where / "test_output.txt").write_text(result.output)
-            reports[inst.instance_id] = report
-            bar.console.print(f"{inst.instance_id}: {report.status}{f' ({report.error})' if report.error else ''}")
+            why = f" ({report.error})" if report.error else ""
+            bar.console.print(f"{report.instance_id}: {report.status}{why}")
             bar.advance(task)
-    table = Table(title=f"SWE-bench grading ({'with' if network else 'no'} network)")
-    for col in ("instance", "status", "F2P", "P2P", "seconds", "why"):
+
+        reports = grade(todo, patches, image=image, network=network, wall_clock=wall_clock, on_instance=done,
+                        checkout=lambda i: checkout(i, workdir=run_dir / "repos", source=repo_source(repos, i)))
+    table = Table(title=f"SWE-bench grading ({'with' if network else 'no'} network for the tests)")
+    for col in ("instance", "status", "FAIL_TO_PASS", "PASS_TO_PASS", "seconds", "why"):
         table.add_column(col)
     for iid, r in reports.items():
-        table.add_row(iid, r.status, f"{len(r.fail_to_pass.success)}/{len(r.fail_to_pass.success) + len(r.fail_to_pass.failure)}",
-                      f"{len(r.pass_to_pass.success)}/{len(r.pass_to_pass.success) + len(r.pass_to_pass.failure)}",
-                      f"{r.seconds:.0f}", r.error or "")
+        f2p, p2p = r.fail_to_pass, r.pass_to_pass
+        table.add_row(iid, r.status, f"{len(f2p.success)}/{len(f2p.success) + len(f2p.failure)}",
+                      f"{len(p2p.success)}/{len(p2p.success) + len(p2p.failure)}", f"{r.seconds:.0f}", r.error or "")
     Console().print(table)
     summary = {"total_instances": len(todo), "network": network, "image": image,
                "resolved_ids": [i for i, r in reports.items() if r.resolved],
                "unresolved_ids": [i for i, r in reports.items() if not r.resolved and not r.error],
                "error_ids": [i for i, r in reports.items() if r.error],
                "empty_patch_ids": [i for i, r in reports.items() if not r.patch_exists]}
+    out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(summary, indent=1))
     typer.echo(f"resolved {len(summary['resolved_ids'])}/{len(reports)}; report: {out / 'report.json'}")
 
@@ -261,6 +275,19 @@ def validate(
     if problems:
         raise typer.Exit(1)
     typer.echo(f"{predictions}: valid")
+
+
+def _regression_note(trajectory: Path) -> str | None:
+    """Why an instance's candidates were tested without regression tests, from its trajectory (None: they had
+    some, or were not tested)."""
+    import json
+
+    try:
+        report = json.loads(trajectory.read_text()).get("report", {}).get("run_tests", {})
+    except (OSError, ValueError):
+        return None
+    tested = isinstance(report, dict) and "test_files" in report
+    return report.get("note") if tested and not report.get("regression_tests") else None
 
 
 def _validated(model, data: object, where: object):

@@ -39,9 +39,9 @@ from .swebench import SWEInstance
 if TYPE_CHECKING:
     import docker
 
-__all__ = ["CONTRACT", "EVAL_LIMITS", "EnvSpec", "ImageContract", "LogFormat", "OFFICIAL_CONTRACT", "SPECS",
-           "build_env_image", "check_image", "env_image_tag", "env_sandbox", "instance_image", "official_image",
-           "spec_for"]
+__all__ = ["BASE_CONTRACT", "BASE_SPEC", "CONTRACT", "EVAL_LIMITS", "EnvSpec", "ImageContract", "LogFormat",
+           "OFFICIAL_CONTRACT", "SPECS", "build_env_image", "check_image", "env_image_tag", "env_sandbox",
+           "instance_image", "official_image", "spec_for"]
 
 Progress = Callable[[str], None]
 LogFormat = Literal["pytest", "pytest_options", "pytest_v2", "sympy", "django"]
@@ -110,6 +110,9 @@ CONTRACT = ImageContract()
 """The contract of the images `build_env_image` makes."""
 OFFICIAL_CONTRACT = ImageContract(user="0:0")
 """SWE-bench's images: the same paths, conda, everything owned by root."""
+BASE_CONTRACT = ImageContract(testbed=".", env="/usr", conda="/nonexistent")
+"""osca's base sandbox image (instances without an environment, such as the mini instances of the tests): the
+repository is a snapshot unpacked in the job's working directory, python3 is the system's."""
 
 
 def official_image(instance_id: str) -> str:
@@ -201,6 +204,10 @@ SPECS: dict[str, dict[str, EnvSpec]] = {
                                               "bin/test -C --verbose", log_format="sympy"), *_SYMPY_VERSIONS),
 }
 """repository -> version -> EnvSpec, for the repositories whose environments build on a Debian python3."""
+
+
+BASE_SPEC = EnvSpec(python="3.11", test_cmd="python3 -m pytest -rA -p no:cacheprovider")
+"""How tests run in osca's base sandbox image (`BASE_CONTRACT`)."""
 
 
 def spec_for(instance: SWEInstance) -> EnvSpec:

@@ -16,19 +16,22 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping, Sequence
-from pathlib import PurePosixPath
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from osca.exceptions import ConfigError
-from osca.sandbox.container import Job, JobResult, Sandbox
+from osca.sandbox.container import DockerSandbox, Job, JobResult, Sandbox
+from osca.verifiers import repo_snapshot
 
-from .envs import CONTRACT, EnvSpec, ImageContract, LogFormat, spec_for
+from .envs import (BASE_CONTRACT, BASE_SPEC, CONTRACT, EnvSpec, ImageContract, LogFormat, env_sandbox,
+                   instance_image, spec_for)
 from .swebench import SWEInstance
 
-__all__ = ["InstanceReport", "Outcomes", "eval_script", "grade_log", "grade_patch", "parse_log", "touched_test_files"]
+__all__ = ["InstanceReport", "Outcomes", "eval_script", "evaluate", "grade_log", "grade_patch", "parse_log",
+           "touched_test_files"]
 
 PASSED, FAILED, SKIPPED, ERROR, XFAIL = "PASSED", "FAILED", "SKIPPED", "ERROR", "XFAIL"
 _STATUSES = (PASSED, FAILED, SKIPPED, ERROR, XFAIL)
@@ -281,18 +284,19 @@ def eval_script(instance: SWEInstance, *, spec: EnvSpec | None = None, contract:
 
 
 def grade_patch(instance: SWEInstance, patch: str, *, sandbox: Sandbox, spec: EnvSpec | None = None,
-                contract: ImageContract = CONTRACT, wall_clock: float = 1800.0,
-                network: bool = False) -> tuple[InstanceReport, JobResult]:
+                contract: ImageContract = CONTRACT, wall_clock: float = 1800.0, network: bool = False,
+                archive: bytes | None = None) -> tuple[InstanceReport, JobResult]:
     """Run `patch` (possibly empty) against `instance`'s tests in `sandbox` (an environment-image sandbox, see
     `envs`) and grade the log; also returns the job's result (its output is the log).
 
     Args:
         network: only records that the sandbox gives the tests network (the sandbox decides).
+        archive: a snapshot of the repository, for `BASE_CONTRACT` (the repository is not in the image).
     """
     spec = spec or spec_for(instance)
     job = Job(files={"eval.sh": eval_script(instance, spec=spec, contract=contract), "model.diff": patch,
                      "test.diff": instance.test_patch},
-              argv=["bash", "eval.sh"], wall_clock=wall_clock, output_tail=_OUTPUT + 20_000)
+              argv=["bash", "eval.sh"], wall_clock=wall_clock, output_tail=_OUTPUT + 20_000, archive=archive)
     result = sandbox.run(job)
     report = grade_log(instance, result.output, patch=patch, spec=spec, network=network)
     if result.timed_out or result.host_killed or not result.runner_ok:
@@ -302,3 +306,42 @@ def grade_patch(instance: SWEInstance, patch: str, *, sandbox: Sandbox, spec: En
                                            "error": "the tests ran past the wall clock" if result.timed_out
                                            else "the sandbox's result never arrived"})
     return report.model_copy(update={"seconds": round(result.duration, 1)}), result
+
+
+def evaluate(instances: Sequence[SWEInstance], patches: Mapping[str, str], *, image: str = "env",
+             checkout: Callable[[SWEInstance], Path] | None = None, network: bool = False,
+             wall_clock: float = 1800.0,
+             on_instance: Callable[[InstanceReport, JobResult], None] | None = None) -> dict[str, InstanceReport]:
+    """Grade `patches` (instance id -> diff, "" for the empty patch) of `instances`, one after another.
+
+    Args:
+        image: "env" (the instance's image from `osca agentless env build`), "swebench" (SWE-bench's own),
+            "base" (osca's base sandbox image over `checkout(instance)`: instances without an environment), or
+            the name of one image following `envs.CONTRACT`.
+        checkout: the instance's repository at its base commit, for `image="base"`.
+        network: give the tests network access (SWE-bench's harness does); off unless asked, and recorded.
+        on_instance: called with each report and job result as it is done.
+
+    Raises:
+        ImageMissing: an environment image is absent (the message names the command that makes it).
+        DataError: no spec for an instance's repository/version (except with `image="base"`).
+    """
+    reports = {}
+    for inst in instances:
+        patch = patches[inst.instance_id]
+        if image == "base":
+            if checkout is None:
+                raise ConfigError('image="base" grades over a checkout: pass `checkout`')
+            options = dict(spec=BASE_SPEC, contract=BASE_CONTRACT, archive=repo_snapshot(checkout(inst)))
+            box = DockerSandbox(network=network)
+        else:
+            tag, contract = instance_image(inst, image)
+            options = dict(spec=spec_for(inst), contract=contract)
+            box = env_sandbox(tag, contract, network=network)
+        with box:
+            report, result = grade_patch(inst, patch, sandbox=box, wall_clock=wall_clock, network=network,
+                                         **options)  # type: ignore[arg-type]
+        reports[inst.instance_id] = report
+        if on_instance is not None:
+            on_instance(report, result)
+    return reports

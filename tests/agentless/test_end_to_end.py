@@ -114,7 +114,7 @@ def test_cli_runs_and_evaluates(tmp_path: Path, model: str) -> None:
                               "--settings", str(tmp_path / "settings.json")])
     assert res.exit_code == 0, res.output
     assert "1 solved now" in res.output
-    res = runner.invoke(app, ["agentless", "evaluate", str(run_dir / "all_preds.jsonl"), *common])
+    res = runner.invoke(app, ["agentless", "evaluate", str(run_dir / "all_preds.jsonl"), *common, "--image", "base"])
     assert res.exit_code == 0, res.output
     assert "resolved 1/1" in res.output
 

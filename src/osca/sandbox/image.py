@@ -319,8 +319,18 @@ def in_root(root: Path, script: str, what: str, progress: Progress | None = None
     if Path("/etc/resolv.conf").is_file():  # name resolution for pip inside the root
         resolv.unlink(missing_ok=True)
         shutil.copyfile("/etc/resolv.conf", resolv)
-    _run([tools["chroot"], str(root), "/bin/sh", "-c", script], what, progress or (lambda _msg: None),
-         echo_prefix=echo_prefix, env=env)
+    # The host's CA bundle (a proxy's own CA, say) is lent to the build's HTTPS clients, never left in the image.
+    bundle = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
+    lent = root / "tmp" / "osca-host-ca.crt"
+    if bundle and Path(bundle).is_file():
+        shutil.copyfile(bundle, lent)
+        env.update(PIP_CERT="/tmp/osca-host-ca.crt", SSL_CERT_FILE="/tmp/osca-host-ca.crt",
+                   REQUESTS_CA_BUNDLE="/tmp/osca-host-ca.crt")
+    try:
+        _run([tools["chroot"], str(root), "/bin/sh", "-c", script], what, progress or (lambda _msg: None),
+             echo_prefix=echo_prefix, env=env)
+    finally:
+        lent.unlink(missing_ok=True)
 
 
 def import_root(client: docker.DockerClient, root: Path, tag: str, *, changes: Sequence[str] = IMAGE_CHANGES,
