@@ -220,10 +220,6 @@ class SampleCache:
         self._guarded(lambda: self._db.execute(f"DELETE FROM samples WHERE {_WHERE}", key), None,
                       "the unusable value stays")
 
-    def set(self, call_site: str, config: str, index: int, request: str, value: dict[str, Any]) -> dict[str, Any]:
-        """`put` without a claim (kept for callers that do not claim first)."""
-        return self.put(call_site, config, index, request, value)
-
     # ------------------------------------------------------------------------------------------ async twins
 
     async def aget(self, call_site: str, config: str, index: int, request: str) -> dict[str, Any] | None:
@@ -249,10 +245,6 @@ class SampleCache:
 
     async def adiscard(self, call_site: str, config: str, index: int, request: str) -> None:
         await asyncio.to_thread(self.discard, call_site, config, index, request)
-
-    async def aset(self, call_site: str, config: str, index: int, request: str,
-                   value: dict[str, Any]) -> dict[str, Any]:
-        return await self.aput(call_site, config, index, request, value)
 
     # ------------------------------------------------------------------------------------------ lifetime
 
