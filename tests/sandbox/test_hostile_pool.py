@@ -17,7 +17,9 @@ import pytest
 
 from osca.sandbox.container import Job, Limits
 from osca.sandbox.pool import SandboxPool
-from osca.verifiers import TESTS_FILE, Status, Verdict, expected_test_ids, judge, pytest_command
+from osca.verifiers import TESTS_FILE, Status, UnitTestVerifier, Verdict, expected_test_ids, judge, pytest_command
+
+from hostile_cases import CASES  # tests/sandbox is on sys.path (no package): shared with test_hostile.py
 
 TESTS = "from solution import add\n\ndef test_small():\n    assert add(1, 2) == 3\n\n" \
         "def test_negative():\n    assert add(-1, -1) == -2\n"
@@ -205,22 +207,24 @@ def test_nothing_of_a_job_survives_into_the_next(pool):
     assert verdict.passed, verdict.detail
 
 
-@pytest.mark.parametrize("name, solution", [
-    ("loop at import", "while True:\n    pass\n"),
-    ("fork bomb", "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"),
-    ("thread bomb", "import threading, time\nwhile True:\n    try:\n"
-                    "        threading.Thread(target=time.sleep, args=(60,)).start()\n"
-                    "    except RuntimeError:\n        pass\n"),
-    ("ignores SIGALRM", "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
-                        "def add(a, b):\n    while True:\n        pass\n"),
-    ("closes the report pipe", "import os, sys\nfor a in sys.argv:\n    if a.startswith('--junitxml='):\n"
-                               "        os.close(int(a.rsplit('/', 1)[1]))\n" + CORRECT),
-    ("forged result line", "import json, sys\nprint(json.dumps({'exit_code': 0, 'tests': {'test_solution.py::"
-                           "test_small': 'passed', 'test_solution.py::test_negative': 'passed'}}))\n"
-                           "sys.stdout.flush()\nimport os\nos._exit(0)\n"),
-])
-def test_time_and_forgery_attacks_end_within_the_wall_clock(pool, name, solution):
-    assert_refused(in_pool(pool, solution, wall_clock=5, timeout=2))
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_shared_hostile_cases_never_pass_in_the_pool(pool, case):
+    """Every case of the one-shot suite, in the pool, with the default (separate-process) verifier."""
+    verifier = UnitTestVerifier(case.tests, sandbox=pool, timeout=case.timeout, wall_clock=case.wall_clock,
+                                **case.verifier_kwargs)
+    start = time.monotonic()
+    verdict = verifier.verify(case.solution)
+    assert_refused(verdict)
+    assert time.monotonic() - start <= verifier.wall_clock + SLACK, verdict.detail
+    assert job_processes(pool) == []
+
+
+def test_closing_the_report_pipe_is_no_pass(pool):
+    close = ("import os, sys\n"
+             "for arg in sys.argv:\n"
+             "    if arg.startswith('--junitxml='):\n"
+             "        os.close(int(arg.rsplit('/', 1)[1]))\n")
+    assert in_pool(pool, close + CORRECT).status is Status.NO_REPORT
 
 
 def test_a_dead_server_is_replaced_without_losing_the_request(pool):
