@@ -16,7 +16,7 @@ from osca import ConfigError
 from osca.sandbox import _harness, _runner
 from osca.sandbox.container import Job, JobResult
 from osca.verifiers import (InProcessUnitTestVerifier, Status, UnitTestVerifier, Verdict, Verifier,
-                            default_wall_clock, expected_test_ids)
+                            default_wall_clock, expected_test_ids, printable)
 
 TESTS = textwrap.dedent("""\
     import pytest
@@ -582,3 +582,27 @@ def test_real_pytest_per_test_timeout_is_timeout(tmp_path: Path) -> None:
     assert result.tests == {"test_solution.py::test_slow": "timeout", "test_solution.py::test_fast": "passed"}
     verdict, _ = verify(result, tests)
     assert verdict.status is Status.TIMEOUT
+
+
+# --- output shown to a person ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("hostile", [
+    "\x1b[2J\x1b[H",                       # clear screen, cursor home
+    "\x1b]52;c;cm0gLXJmIH4K\x07",            # OSC 52: write the clipboard
+    "\x1b]0;title\x1b\\",                   # OSC 0 with ST: retitle the window
+    "\x9b2J",                               # 8-bit CSI
+    "\x1bc",                                # full reset
+    "\x1bP1$r\x1b\\",                       # DCS string
+    "\r",                                   # carriage return: would overwrite the verdict's line
+    "\x07\x08\x7f\x85",                      # bell, backspace, DEL, a C1 control
+])
+def test_printable_strips_terminal_control_sequences(hostile: str) -> None:
+    assert printable(f"failed{hostile} here\n\tdone") == "failed here\n\tdone"
+    assert printable(f"failed{hostile}") == "failed"
+
+
+def test_verdict_detail_is_printable() -> None:
+    verdict, _ = verify(all_passed(exit_code=1, tests={e: "failed" for e in EXPECTED},
+                                   output="E   assert 1 == 3\x1b[2J\x1b]52;c;eA==\x07\r\n"))
+    assert verdict.status is Status.FAILED
+    assert verdict.detail.endswith("E   assert 1 == 3")

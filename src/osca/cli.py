@@ -172,11 +172,12 @@ def verify(
     solution: Annotated[Path, typer.Option(help="The candidate's source; tests import it as `solution`.")],
     tests: Annotated[Path, typer.Option(help="pytest tests for it.")],
     timeout: Annotated[float, typer.Option(help="Seconds per test.")] = 10.0,
-    wall_clock: Annotated[float, typer.Option(help="Seconds for the whole run.")] = 60.0,
+    wall_clock: Annotated[float | None, typer.Option(
+        help="Seconds for the whole run [default: 5 + timeout x (number of tests + 1)].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {status, tests} as JSON.")] = False,
 ) -> None:
     """Run TESTS against SOLUTION in a hardened sandbox container; exit code 0 only when it passed."""
-    from .verifiers import UnitTestVerifier
+    from .verifiers import UnitTestVerifier, printable
 
     texts = []
     for path in (solution, tests):
@@ -192,7 +193,7 @@ def verify(
         out.print(f"[{colour}]{verdict.status.value}[/{colour}] ({verdict.n_passed}/{len(verdict.tests)} tests "
                   f"passed, {verdict.duration:.1f}s)")
         for test_id, outcome in verdict.tests.items():
-            out.print(f"  {outcome:8} {test_id}", markup=False, highlight=False)
+            out.print(printable(f"  {outcome:8} {test_id}"), markup=False, highlight=False)
         if not verdict.passed:
             out.print(verdict.detail, markup=False, highlight=False)
     raise typer.Exit(0 if verdict.passed else 1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import re
 import subprocess
 from collections.abc import Sequence
 from enum import StrEnum
@@ -29,7 +30,7 @@ from .sandbox.container import DockerSandbox, Job, JobResult, Sandbox, _escapes
 from .sandbox.image import ensure_image
 
 __all__ = ["InProcessUnitTestVerifier", "PatchVerifier", "Status", "UnitTestVerifier", "Verdict", "Verifier",
-           "check_sandbox", "default_wall_clock", "expected_test_ids", "patch_paths", "patch_setup", "pytest_command"]
+           "check_sandbox", "default_wall_clock", "expected_test_ids", "printable", "patch_paths", "patch_setup", "pytest_command"]
 
 
 class Status(StrEnum):
@@ -111,9 +112,23 @@ def expected_test_ids(test_source: str, filename: str = TESTS_FILE) -> list[str]
     return ids
 
 
+_CONTROL = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"       # CSI (7- or 8-bit): cursor moves, clear screen, colours
+    r"|\x1b[\]PX^_][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"  # OSC (clipboard, title), DCS, SOS, PM, APC strings
+    r"|\x1b[ -/]*[0-~]?"                     # other escape sequences, or a lone ESC
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]")         # other C0/C1 controls (\r too: it could overwrite a line)
+
+
+def printable(text: str) -> str:
+    """`text` without terminal control sequences, safe to show a person: candidate output can otherwise clear
+    the screen, retitle the window or write the clipboard (OSC 52). Newlines and tabs stay."""
+    return _CONTROL.sub("", text.replace("\r\n", "\n"))
+
+
 def judge(result: JobResult, expected: list[str]) -> Verdict:
-    """Turn a sandbox job's result into a verdict (see the module docstring for the rules)."""
-    tail = result.output[-2000:]
+    """Turn a sandbox job's result into a verdict (see the module docstring for the rules). The detail's output
+    tail is `printable`: it comes from the candidate."""
+    tail = printable(result.output[-2000:])
 
     def verdict(status: Status, why: str, tests: dict[str, str] | None = None, missing=()) -> Verdict:
         return Verdict(status=status, tests=tests or {}, missing=list(missing), duration=result.duration,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,45 @@ def test_no_daemon_is_a_clear_error(files, tmp_path):
                           env={"PATH": "/usr/bin:/bin", "DOCKER_HOST": f"unix://{tmp_path}/closed.sock"})
     assert proc.returncode == 2
     assert "no Docker daemon answers" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_candidate_escape_codes_never_reach_the_terminal(docker_client, files, tmp_path):
+    evil = tmp_path / "evil.py"
+    evil.write_text("import sys\nsys.stdout.write('\\x1b[2J\\x1b]52;c;cm0gLXJmIH4K\\x07\\x9b2J\\rpassed')\n"
+                    "def add(a, b):\n    return a - b\n")
+    proc = osca("verify", "--solution", evil, "--tests", files["tests"])
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("failed")
+    assert not any(c in proc.stdout for c in "\x1b\x07\x9b\r"), repr(proc.stdout)
+
+
+@pytest.mark.parametrize("candidate", ["while True:\n    pass\n",
+                                       "import os\nwhile True:\n    try:\n        os.fork()\n"
+                                       "    except OSError:\n        pass\n"], ids=["loop_at_import", "fork_bomb"])
+def test_timeout_5_bounds_the_whole_run(docker_client, files, tmp_path, candidate):
+    """Issue 12: with --timeout 5 the wall clock follows (5 + 5 x 3 = 20 s here), and the run ends by then."""
+    path = tmp_path / "c.py"
+    path.write_text(candidate)
+    start = time.monotonic()
+    proc = osca("verify", "--solution", path, "--tests", files["tests"], "--timeout", "5", "--json")
+    assert time.monotonic() - start <= 20 + 5
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["status"] in ("setup_failed", "timeout")
+
+
+def test_wall_clock_is_settable(docker_client, files, tmp_path):
+    path = tmp_path / "sleepy.py"
+    path.write_text("import time\ntime.sleep(3600)\n")
+    start = time.monotonic()
+    proc = osca("verify", "--solution", path, "--tests", files["tests"], "--timeout", "60", "--wall-clock", "3",
+                "--json")
+    assert time.monotonic() - start < 60
+    assert json.loads(proc.stdout)["status"] in ("setup_failed", "timeout"), proc.stdout
+
+
+@pytest.mark.parametrize("option", [["--timeout", "0"], ["--wall-clock", "-1"]])
+def test_non_positive_limits_are_exit_2(files, option):
+    proc = osca("verify", "--solution", files["good"], "--tests", files["tests"], *option)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error:") and "must be > 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
