@@ -9,18 +9,28 @@ Every LLM call is an `AllocatedSampler` call site (named after its node) sharing
 candidates per a learned allocation over configurations = model x temperature x location set: a
 configuration names its location set in `prompt_variant`. Model output never runs on the host: patches and
 the reproduction script run only in the Docker sandbox (`testing.py`).
+
+Real repositories with small local models (issue 14): every prompt is cut to a token budget (the model's
+context window, LiteLLM's token counter); a stage whose call fails or whose answer is unusable degrades (its
+error lands in the per-stage `report`, later stages go on with what they have) instead of ending the instance;
+past the instance's deadline the remaining stages are skipped; and on a machine with few cores the
+reproduction branch runs after repair instead of competing with localization for the model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from osca import Allocation, SamplingConfig
+from osca._litellm import litellm
 from osca.cache import SampleCache
 from osca.exceptions import ConfigError, DataError
 from osca.ledger import Ledger
@@ -29,16 +39,23 @@ from osca.selectors import extract_code
 
 from . import prompts
 from .edits import EditError, apply_edits, make_diff, normalized_patch, parse_edits
-from .repo import (Element, elements, find_element, merge_intervals, numbered, parse_file_list, parse_locations,
-                   python_files, repo_tree, skeleton)
+from .repo import (Element, elements, find_element, fit_lines, fit_sections, fit_tree,
+                   merge_intervals, numbered,
+                   parse_file_list, parse_locations, python_files, rank_elements, rank_paths, skeleton)
 from .select import PatchCandidate, Selection, select_patch
 from .swebench import SWEInstance
-from .testing import InstanceTests
+from .testing import InstanceTests, instance_tests
 
-__all__ = ["Agentless", "AgentlessSettings", "AgentlessState", "RepoFiles", "default_repair"]
+if TYPE_CHECKING:
+    from langgraph.runtime import Runtime
+
+__all__ = ["Agentless", "AgentlessContext", "AgentlessSettings", "AgentlessState", "RepoFiles", "default_repair"]
 
 Intervals = dict[str, list[tuple[int, int]]]
 """path -> sorted, disjoint 1-based inclusive line intervals."""
+
+
+_GUESSED = 3  # elements shown of a file in which the model named none
 
 
 class AgentlessSettings(BaseModel):
@@ -67,8 +84,15 @@ class AgentlessSettings(BaseModel):
     """Seconds per sandbox job (a whole test run or one reproduction run)."""
     test_workers: int = Field(default=2, ge=1)
     """Sandbox jobs in flight at once."""
-    max_file_lines: int = Field(default=400, ge=10)
-    """A file shown whole (when nothing finer was localized) is cut after this many lines."""
+    max_prompt_tokens: int | None = Field(default=None, ge=256)
+    """Tokens a prompt may take (counted with LiteLLM's `token_counter`); None: 90% of the model's context
+    window (LiteLLM's `max_input_tokens`, 8,192 when LiteLLM does not know the model) less `max_tokens`."""
+    env_image: str | None = None
+    """Where the tests run: None in osca's base image over the checkout; "env" in the instance's image from
+    `osca agentless env build`, "swebench" in SWE-bench's own, or the name of one image (see agentless.envs)."""
+    parallel_reproduction: bool | None = None
+    """Write the reproduction test alongside localization (the paper's graph); None: only on 4 or more cores,
+    else after repair, so that one CPU-bound local model is not shared by both branches."""
 
     @model_validator(mode="after")
     def _check_sets(self) -> AgentlessSettings:
@@ -117,8 +141,27 @@ class RepoFiles:
         return self._elements[path]
 
 
+@dataclass(frozen=True)
+class AgentlessContext:
+    """One solve's live objects, handed to every node in LangGraph's runtime context rather than the state, so
+    that a state (and a trajectory) is data only."""
+
+    ledger: Ledger
+    """Where this instance's spend is recorded; its caps bind every call of the instance."""
+    tests: InstanceTests
+    """This instance's sandbox tests (one repository snapshot for both branches)."""
+    sources: RepoFiles
+    """This instance's checked-out files, each read once."""
+
+
+def _merge(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    return {**(old or {}), **new}
+
+
 class AgentlessState(TypedDict, total=False):
-    instance: SWEInstance
+    instance_id: str
+    problem: str
+    """The issue to resolve (the instance's problem statement)."""
     repo: str
     files: list[str]
     """File-level localization: real files, most relevant first."""
@@ -132,16 +175,15 @@ class AgentlessState(TypedDict, total=False):
     """The reproduction script kept (or None) and what each candidate script did on the original code."""
     regression_tests: list[str]
     selection: Selection
-    answers: dict[str, list[str]]
-    """Raw model answers of each localization step (for the trajectory)."""
-    ledger: Ledger
-    """Where this instance's spend is recorded."""
-    tests: InstanceTests
-    """This instance's sandbox tests (one repository snapshot for both branches)."""
-    sources: RepoFiles
-    """This instance's checked-out files, each read once."""
+    answers: Annotated[dict[str, list[str]], _merge]
+    """Raw model answers of each step that asks the localization model (for the trajectory)."""
     related_spans: Intervals
     """The related elements' line spans (localize_edits shows them; merge_locations falls back to them)."""
+    deadline: float | None
+    """Epoch seconds after which the remaining stages are skipped (None: no bound)."""
+    report: Annotated[dict[str, dict[str, Any]], _merge]
+    """stage -> what it did: seconds, prompt_tokens (LiteLLM's count, per prompt), what it produced, and
+    `error` (the stage degraded) or `skipped` (past the deadline)."""
 
 
 class Agentless:
@@ -184,84 +226,193 @@ class Agentless:
     def _graph(self) -> Any:
         from langgraph.graph import END, START, StateGraph
 
-        b = StateGraph(AgentlessState)
+        b = StateGraph(AgentlessState, context_schema=AgentlessContext)
         chain = ["localize_files", "localize_elements", "localize_edits", "merge_locations", "repair",
                  "extract_patches", "normalize"]
         for name in [*chain, "write_reproduction", "run_tests", "select"]:
-            b.add_node(name, getattr(self, name))
+            b.add_node(name, self._stage(name))
+        parallel = self.settings.parallel_reproduction
+        if parallel is None:
+            parallel = (os.cpu_count() or 1) >= 4
+        if not parallel:
+            chain.append("write_reproduction")
         b.add_edge(START, chain[0])
         for a, z in zip(chain, chain[1:]):
             b.add_edge(a, z)
-        b.add_edge(START, "write_reproduction")
-        b.add_edge([chain[-1], "write_reproduction"], "run_tests")  # waits for both branches
+        if parallel:
+            b.add_edge(START, "write_reproduction")
+            b.add_edge([chain[-1], "write_reproduction"], "run_tests")  # waits for both branches
+        else:
+            b.add_edge(chain[-1], "run_tests")
         b.add_edge("run_tests", "select")
         b.add_edge("select", END)
         return b.compile()
 
-    def solve(self, instance: SWEInstance, repo: str | Path, *, ledger: Ledger | None = None) -> AgentlessState:
+    def solve(self, instance: SWEInstance, repo: str | Path, *, ledger: Ledger | None = None,
+              max_seconds: float | None = None,
+              on_step: Callable[[AgentlessState], None] | None = None) -> AgentlessState:
         """Run the whole graph on one instance whose repository is checked out at `repo`; its spend goes to
-        `ledger` (default: the agent's)."""
+        `ledger` (default: the agent's).
+
+        Args:
+            max_seconds: stages that would start later than this after the start are skipped (a stage under way
+                finishes; `max_tokens` bounds its calls).
+            on_step: called with the state so far after every step (e.g. to persist the trajectory, so that an
+                interrupted instance leaves what it did).
+        """
         s = self.settings
-        tests = InstanceTests(repo, sandbox=self.sandbox, timeout=s.test_timeout, wall_clock=s.wall_clock,
-                              workers=s.test_workers)
-        return self.graph().invoke({"instance": instance, "repo": str(repo), "answers": {},
-                                    "ledger": ledger or self.ledger, "tests": tests, "sources": RepoFiles(repo)})
+        tests = instance_tests(instance, repo, image=s.env_image, sandbox=self.sandbox, timeout=s.test_timeout,
+                               wall_clock=s.wall_clock, workers=s.test_workers)
+        start: AgentlessState = {
+            "instance_id": instance.instance_id, "problem": instance.problem_statement, "repo": str(repo),
+            "answers": {}, "report": {},
+            "deadline": None if max_seconds is None else time.time() + max_seconds}
+        state = start
+        context = AgentlessContext(ledger=ledger or self.ledger, tests=tests, sources=RepoFiles(repo))
+        for state in self.graph().stream(start, stream_mode="values", context=context):
+            if on_step is not None:
+                on_step(state)
+        return state
+
+    # ------------------------------------------------------------------------------------------ stages
+
+    def _stage(self, name: str) -> Callable[..., dict[str, Any]]:
+        """The node `name`, timed into the report. An exception (a failed call, an unusable answer) degrades it
+        to `_degraded(name)`, with the error in the report; past the deadline every stage but `select` is
+        skipped the same way. Either way the instance goes on with what the earlier stages found."""
+        run = getattr(self, name)
+
+        def node(state: AgentlessState, runtime: Runtime[AgentlessContext]) -> dict[str, Any]:
+            began, ctx = time.time(), runtime.context
+            deadline = state.get("deadline")
+            if deadline is not None and began > deadline and name != "select":
+                update, note = self._degraded(name, state, ctx), {"skipped": "the instance's time bound ran out"}
+            else:
+                try:
+                    update, note = run(state, ctx), {}
+                except Exception as e:  # noqa: BLE001 - any failure of one stage must not end the instance
+                    update, note = self._degraded(name, state, ctx), {"error": f"{type(e).__name__}: {e}"}
+            report = {**update.pop("report", {}), **note, "seconds": round(time.time() - began, 3)}
+            return {**update, "report": {name: report}}
+
+        node.__name__ = name
+        return node
+
+    def _degraded(self, name: str, state: AgentlessState, ctx: AgentlessContext) -> dict[str, Any]:
+        """What a stage leaves when it fails or is skipped: nothing found, which later stages handle."""
+        return {
+            "localize_files": lambda: {"files": []},
+            "localize_elements": lambda: {"related": {}},
+            "localize_edits": lambda: {"edit_locations": [], "related_spans": self._related_spans(state, ctx)},
+            "merge_locations": lambda: {"location_sets": {}},
+            "repair": lambda: {"candidates": []},
+            "write_reproduction": lambda: {"reproduction": {"script": None, "tried": []}},
+            "run_tests": lambda: {"regression_tests": []},
+            "select": lambda: {"selection": select_patch([])},
+        }.get(name, dict)()
 
     # ------------------------------------------------------------------------------------------ LLM calls
 
-    def _ask(self, state: AgentlessState, step: str, prompt: str, n: int = 1,
+    @cached_property
+    def prompt_budget(self) -> int:
+        """Tokens a prompt may take: `max_prompt_tokens`, else 90% of the model's context window less the
+        answer's `max_tokens` (the margin covers the gap between LiteLLM's count and the model's tokenizer)."""
+        s = self.settings
+        if s.max_prompt_tokens is not None:
+            return s.max_prompt_tokens
+        try:
+            window = litellm().get_model_info(s.model).get("max_input_tokens")
+        except Exception:  # noqa: BLE001 - LiteLLM raises a bare Exception for a model it does not know
+            window = None
+        return max(256, int(0.9 * ((window or 8192) - s.max_tokens)))
+
+    def _count(self, text: str) -> int:
+        return int(litellm().token_counter(model=self.settings.model, text=text))
+
+    def _room(self, frame: str) -> int:
+        """Tokens left for a prompt's variable part, given the prompt without it."""
+        return max(0, self.prompt_budget - self._count(frame))
+
+    def _problem(self, state: AgentlessState) -> str:
+        """The problem statement, cut to half the prompt budget (a few issues paste whole logs)."""
+        return fit_lines(state["problem"], self.prompt_budget // 2, self._count)
+
+    def _ask(self, ctx: AgentlessContext, step: str, prompt: str, n: int = 1,
              temperature: float = 0.0) -> list[str]:
-        """`n` answers from the localization model, through a one-configuration sampler (cached, ledgered)."""
+        """The answers of `n` samples from the localization model, through a one-configuration sampler (cached,
+        ledgered); the failed samples are left out.
+
+        Raises:
+            DataError: every sample failed (the first error is named).
+        """
         from osca.sampler import AllocatedSampler
 
         config = SamplingConfig(name=step, model=self.settings.model, temperature=temperature)
-        sampler = AllocatedSampler([config], {step: n}, call_site=step, cache=self.cache, ledger=state["ledger"],
+        sampler = AllocatedSampler([config], {step: n}, call_site=step, cache=self.cache, ledger=ctx.ledger,
                                    seed=0)
         resp = sampler.completion(messages=[{"role": "user", "content": prompt}],
                                   max_tokens=self.settings.max_tokens)
-        return [c.text or "" for c in resp.candidates]
+        answers = [c.text or "" for c in resp.osca.candidates if not c.error]
+        if not answers:
+            raise DataError(f"every {step} sample failed: {resp.osca.candidates[0].error if resp.osca.candidates else 'none'}")
+        return answers
 
     # ------------------------------------------------------------------------------------------ nodes
 
-    def localize_files(self, state: AgentlessState) -> dict[str, Any]:
-        repo, problem = Path(state["repo"]), state["instance"].problem_statement
-        known = python_files(repo, include_tests=False)
-        prompt = prompts.file_localization(problem, repo_tree(known), self.settings.top_files)
-        answers = self._ask(state, "localize_files", prompt)
-        files = parse_file_list(answers[0], known, self.settings.top_files)
-        return {"files": files, "answers": {**state["answers"], "localize_files": answers}}
+    def localize_files(self, state: AgentlessState, ctx: AgentlessContext) -> dict[str, Any]:
+        """Files to edit, from the tree of the library's files most relevant to the problem (as many as fit);
+        an answer naming no known file falls back to the files sharing most words with the problem."""
+        problem, n = self._problem(state), self.settings.top_files
+        known = python_files(Path(state["repo"]), include_tests=False)
+        ranked = rank_paths(known, problem)
+        tree, shown = fit_tree(ranked, self._room(prompts.file_localization(problem, "", n)), self._count)
+        prompt = prompts.file_localization(problem, tree, n)
+        answers = self._ask(ctx, "localize_files", prompt)
+        files = parse_file_list(answers[0], known, n)
+        report: dict[str, Any] = {"prompt_tokens": [self._count(prompt)], "tree_files": f"{shown} of {len(known)}"}
+        if not files:
+            files, report["fallback"] = ranked[:n], "no known file in the answer: the files closest to the problem"
+        return {"files": files, "answers": {"localize_files": answers}, "report": {**report, "files": files}}
 
-    def localize_elements(self, state: AgentlessState) -> dict[str, Any]:
+    def localize_elements(self, state: AgentlessState, ctx: AgentlessContext) -> dict[str, Any]:
+        """Related classes and functions, from the skeletons of the localized files (cut to the budget)."""
         skeletons = {}
         for path in state["files"]:
             try:
-                skeletons[path] = skeleton(state["sources"].text(path))
+                skeletons[path] = skeleton(ctx.sources.text(path))
             except DataError:  # a file that does not parse is skipped, like Agentless does
                 continue
         if not skeletons:
-            return {"related": {}}
-        answers = self._ask(state, "localize_elements",
-                            prompts.related_elements(state["instance"].problem_statement, skeletons))
-        return {"related": parse_locations(answers[0], list(skeletons)),
-                "answers": {**state["answers"], "localize_elements": answers}}
+            return {"related": {}, "report": {"related": {}, "note": "no localized file parses"}}
+        problem = self._problem(state)
+        frame = prompts.related_elements(problem, dict.fromkeys(skeletons, ""))
+        prompt = prompts.related_elements(problem, fit_sections(skeletons, self._room(frame), self._count))
+        answers = self._ask(ctx, "localize_elements", prompt)
+        related = parse_locations(answers[0], list(skeletons))
+        return {"related": related, "answers": {"localize_elements": answers},
+                "report": {"prompt_tokens": [self._count(prompt)], "related": related}}
 
-    def localize_edits(self, state: AgentlessState) -> dict[str, Any]:
-        spans = self._related_spans(state)
+    def localize_edits(self, state: AgentlessState, ctx: AgentlessContext) -> dict[str, Any]:
+        """Edit locations, `edit_samples` times, from the numbered code of the related elements."""
+        spans = self._related_spans(state, ctx)
         if not spans:
-            return {"edit_locations": [], "related_spans": spans}
-        snippets = {p: "\n...\n".join(numbered(state["sources"].text(p), s, e) for s, e in iv)
-                    for p, iv in spans.items()}
-        prompt = prompts.edit_locations(state["instance"].problem_statement, snippets)
-        answers = self._ask(state, "localize_edits", prompt, n=self.settings.edit_samples,
+            return {"edit_locations": [], "related_spans": spans, "report": {"note": "no localized file"}}
+        sources, problem = ctx.sources, self._problem(state)
+        snippets = {p: "\n...\n".join(numbered(sources.text(p), s, e) for s, e in iv) for p, iv in spans.items()}
+        frame = prompts.edit_locations(problem, dict.fromkeys(snippets, ""))
+        prompt = prompts.edit_locations(problem, fit_sections(snippets, self._room(frame), self._count))
+        answers = self._ask(ctx, "localize_edits", prompt, n=self.settings.edit_samples,
                             temperature=self.settings.edit_temperature)
-        found = [self._intervals(state, parse_locations(a, list(spans))) for a in answers]
-        return {"edit_locations": found, "related_spans": spans,
-                "answers": {**state["answers"], "localize_edits": answers}}
+        found = [self._intervals(ctx.sources, parse_locations(a, list(spans))) for a in answers]
+        return {"edit_locations": found, "related_spans": spans, "answers": {"localize_edits": answers},
+                "report": {"prompt_tokens": [self._count(prompt)],
+                           "locations": [sum(e - s + 1 for iv in f.values() for s, e in iv) for f in found],
+                           "unparsed": sum(not f for f in found)}}
 
-    def merge_locations(self, state: AgentlessState) -> dict[str, Any]:
+    def merge_locations(self, state: AgentlessState, ctx: AgentlessContext) -> dict[str, Any]:
         """Union the edit-location samples of each set, widened by `context` lines; an empty set falls back
         to the related elements' spans, so every set has something to repair."""
-        fallback = state["related_spans"]
+        fallback = state.get("related_spans") or {}
         samples = state.get("edit_locations") or []
         sets: dict[str, Intervals] = {}
         for name, idx in self.settings.location_sets.items():
@@ -270,32 +421,39 @@ class Agentless:
                 for path, iv in (samples[i] if i < len(samples) else {}).items():
                     merged.setdefault(path, []).extend(iv)
             sets[name] = {p: merge_intervals(iv, context=self.settings.context,
-                                             max_line=state["sources"].lines(p)) for p, iv in merged.items()} \
+                                             max_line=ctx.sources.lines(p)) for p, iv in merged.items()} \
                 or fallback
-        return {"location_sets": sets}
+        return {"location_sets": sets,
+                "report": {"lines": {n: sum(e - s + 1 for iv in v.values() for s, e in iv) for n, v in sets.items()}}}
 
-    def repair(self, state: AgentlessState) -> dict[str, Any]:
+    def repair(self, state: AgentlessState, ctx: AgentlessContext) -> dict[str, Any]:
         """Draw candidates per the repair allocation; each configuration sees the code of its location set."""
         from osca.sampler import AllocatedSampler
 
         sets = state["location_sets"]
         if not any(sets.values()):  # nothing localized (merge_locations fills every set, or none)
-            return {"candidates": []}
-        problem = state["instance"].problem_statement
-        by_set = {name: prompts.repair(problem, self._snippets(state, iv)) for name, iv in sets.items()}
+            return {"candidates": [], "report": {"note": "nothing localized"}}
+        problem = self._problem(state)
+        by_set = {}
+        for name, iv in sets.items():
+            code = self._snippets(ctx.sources, iv)
+            room = self._room(prompts.repair(problem, dict.fromkeys(code, "")))
+            by_set[name] = prompts.repair(problem, fit_sections(code, room, self._count))
         variants = {name: (lambda _msgs, p=p: [{"role": "user", "content": p}]) for name, p in by_set.items()}
         sampler = AllocatedSampler(self.repair_configs, self.repair_allocation, call_site="repair",
-                                   cache=self.cache, ledger=state["ledger"], prompt_variants=variants, seed=0)
+                                   cache=self.cache, ledger=ctx.ledger, prompt_variants=variants, seed=0)
         first = next(iter(sets))  # configurations without a location set see the first one
         resp = sampler.completion(messages=[{"role": "user", "content": by_set[first]}],
                                   max_tokens=self.settings.max_tokens)
         by_name = {c.name: c for c in self.repair_configs}
-        return {"candidates": [
-            PatchCandidate(config=c.config, index=c.index, text=c.text or "", error=c.error,
-                           location_set=by_name[c.config].prompt_variant or first)
-            for c in resp.candidates]}
+        candidates = [PatchCandidate(config=c.config, index=c.index, text=c.text or "", error=c.error,
+                                     location_set=by_name[c.config].prompt_variant or first)
+                      for c in resp.osca.candidates]
+        return {"candidates": candidates,
+                "report": {"prompt_tokens": {n: self._count(p) for n, p in by_set.items()},
+                           "answers": len(candidates), "failed": sum(bool(c.error) for c in candidates)}}
 
-    def extract_patches(self, state: AgentlessState) -> dict[str, Any]:
+    def extract_patches(self, state: AgentlessState, ctx: AgentlessContext) -> dict[str, Any]:
         """Apply each candidate's SEARCH/REPLACE edits inside its localized lines; keep a `git diff` of the
         result, or say why there is none."""
         out = []
@@ -308,15 +466,16 @@ class Agentless:
                 edits = parse_edits(cand.text)
                 if not edits:
                     raise EditError("the answer has no SEARCH/REPLACE edit")
-                old = {p: state["sources"].text(p) for p in allowed}
+                old = {p: ctx.sources.text(p) for p in allowed}
                 new = apply_edits(old, edits, allowed=allowed)
                 patch = make_diff(old, new)
                 out.append(cand.model_copy(update={"patch": patch, "edited": new}))
             except EditError as e:
                 out.append(cand.model_copy(update={"error": f"edit: {e}"}))
-        return {"candidates": out}
+        return {"candidates": out, "report": {"patches": sum(bool(c.patch) for c in out),
+                                              "errors": [c.error for c in out if c.error]}}
 
-    def normalize(self, state: AgentlessState) -> dict[str, Any]:
+    def normalize(self, state: AgentlessState, ctx: AgentlessContext) -> dict[str, Any]:
         """Key each patch by its normalized form (ast round trip, no comments or docstrings): the unit of
         testing and of the majority vote. A patch that changes nothing but comments gets no key."""
         out = []
@@ -324,53 +483,63 @@ class Agentless:
             if not cand.patch:
                 out.append(cand)
                 continue
-            key = normalized_patch({p: state["sources"].text(p) for p in cand.edited}, cand.edited)
+            key = normalized_patch({p: ctx.sources.text(p) for p in cand.edited}, cand.edited)
             out.append(cand.model_copy(update={"key": key} if key else
                                        {"error": "the patch changes only comments, docstrings or layout"}))
-        return {"candidates": out}
+        return {"candidates": out, "report": {"distinct_patches": len({c.key for c in out if c.key})}}
 
-    def write_reproduction(self, state: AgentlessState) -> dict[str, Any]:
+    def write_reproduction(self, state: AgentlessState, ctx: AgentlessContext) -> dict[str, Any]:
         n = self.settings.reproduction_samples
         if n == 0:
-            return {"reproduction": {"script": None, "tried": []}}
-        answers = self._ask(state, "write_reproduction", prompts.reproduction(state["instance"].problem_statement),
-                            n=n, temperature=self.settings.edit_temperature if n > 1 else 0.0)
-        scripts = [extract_code(a) for a in answers]
-        return {"reproduction": state["tests"].choose_reproduction(scripts)}
+            return {"reproduction": {"script": None, "tried": []}, "report": {"note": "reproduction_samples is 0"}}
+        prompt = prompts.reproduction(self._problem(state))
+        answers = self._ask(ctx, "write_reproduction", prompt, n=n,
+                            temperature=self.settings.edit_temperature if n > 1 else 0.0)
+        chosen = ctx.tests.choose_reproduction([extract_code(a) for a in answers])
+        return {"reproduction": chosen, "answers": {"write_reproduction": answers},
+                "report": {"prompt_tokens": [self._count(prompt)], "scripts": len(answers),
+                           "reproduces": sum(bool(t.get("reproduced")) for t in chosen.get("tried", []))}}
 
-    def run_tests(self, state: AgentlessState) -> dict[str, Any]:
+    def run_tests(self, state: AgentlessState, ctx: AgentlessContext) -> dict[str, Any]:
         keyed = {c.key: c.patch for c in state["candidates"] if c.key}
         if not keyed:  # nothing to test: spare the sandbox runs
-            return {"regression_tests": []}
-        tests = state["tests"]
-        regression = tests.regression_tests()
+            return {"regression_tests": [], "report": {"note": "no patch to test"}}
+        tests = ctx.tests
+        found = tests.regression_tests(state.get("files", []))
         script = state["reproduction"].get("script")
-        outcomes = tests.check_patches(keyed, regression, script)
-        return {"regression_tests": regression,
+        outcomes = tests.check_patches(keyed, found, script)
+        return {"regression_tests": found.tests,
                 "candidates": [c.model_copy(update=outcomes[c.key].as_update()) if c.key in outcomes else c
-                               for c in state["candidates"]]}
+                               for c in state["candidates"]],
+                "report": {"regression_tests": len(found.tests), "test_files": found.files,
+                           "collection_errors": found.collection_errors, "note": found.note,
+                           "patches_tested": len(keyed)}}
 
-    def select(self, state: AgentlessState) -> dict[str, Any]:
-        return {"selection": select_patch(state["candidates"])}
+    def select(self, state: AgentlessState, ctx: AgentlessContext) -> dict[str, Any]:
+        selection = select_patch(state["candidates"])
+        return {"selection": selection, "report": {"reason": selection.reason}}
 
     # ------------------------------------------------------------------------------------------ helpers
 
-    def _related_spans(self, state: AgentlessState) -> Intervals:
-        """The related elements' line spans; a file with none found is shown whole (up to a limit)."""
+    def _related_spans(self, state: AgentlessState, ctx: AgentlessContext) -> Intervals:
+        """The related elements' line spans. For a file with none found, its functions and methods closest to
+        the problem (`_GUESSED` of them), never the whole file; a file that does not parse shows its start
+        (prompts cut every view to the budget)."""
         spans: Intervals = {}
-        sources = state["sources"]
+        sources, problem = ctx.sources, state["problem"]
         for path in state.get("files", []):
+            els = sources.elements(path)
             names = (state.get("related") or {}).get(path, [])
-            found = [e for e in (find_element(sources.elements(path), n) for n in names) if e]
-            spans[path] = merge_intervals([(e.start, e.end) for e in found]) or \
-                [(1, min(sources.lines(path), self.settings.max_file_lines))]
+            found = [e for e in (find_element(els, n) for n in names) if e] or \
+                rank_elements([e for e in els if e.kind in ("function", "method")] or els, problem)[:_GUESSED]
+            spans[path] = merge_intervals([(e.start, e.end) for e in found]) or [(1, sources.lines(path))]
         return spans
 
-    def _intervals(self, state: AgentlessState, locations: dict[str, list[str]]) -> Intervals:
+    def _intervals(self, sources: RepoFiles, locations: dict[str, list[str]]) -> Intervals:
         """Edit locations ("line: 12", "function: Foo.bar", "class: Foo") -> line intervals per file."""
         out: Intervals = {}
         for path, locs in locations.items():
-            els, last = state["sources"].elements(path), state["sources"].lines(path)
+            els, last = sources.elements(path), sources.lines(path)
             iv = []
             for loc in locs:
                 kind, _, value = loc.partition(":")
@@ -382,11 +551,11 @@ class Agentless:
                 out[path] = merge_intervals(iv)
         return out
 
-    def _snippets(self, state: AgentlessState, intervals: Intervals) -> dict[str, str]:
+    def _snippets(self, sources: RepoFiles, intervals: Intervals) -> dict[str, str]:
         """The code the repair step sees: each file's intervals, without line numbers (the SEARCH text must
         match the file), separated by "...". """
         out = {}
         for path, iv in intervals.items():
-            lines = state["sources"].text(path).split("\n")
+            lines = sources.text(path).split("\n")
             out[path] = "\n...\n".join("\n".join(lines[s - 1:e]) for s, e in iv)
         return out
