@@ -221,7 +221,8 @@ class _Attached:
             finally:
                 self._frames.put(None)
 
-        threading.Thread(target=pump, name=f"osca-attach-{container.short_id}", daemon=True).start()
+        self._pump = threading.Thread(target=pump, name=f"osca-attach-{container.short_id}", daemon=True)
+        self._pump.start()
 
     def send(self, message: dict[str, Any]) -> None:
         self._sock.sendall(json.dumps(message).encode() + b"\n")
@@ -264,6 +265,7 @@ class _Attached:
             self._sock.shutdown(socket.SHUT_RDWR)  # also wakes the reading thread
         except OSError:
             pass
+        self._pump.join(timeout=10)  # before the descriptor is closed and its number reused
         self._sock.close()
         self._io.close()
 
