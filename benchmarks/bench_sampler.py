@@ -70,7 +70,7 @@ async def sampled(n: int, concurrency: int, call: dict) -> float:
                                batch_n=False, seed=0)
     start = time.perf_counter()
     resp = await sampler.acompletion(**call)
-    assert len(resp.candidates) == n and all(c.text for c in resp.candidates)
+    assert len(resp.osca.candidates) == n and all(c.text for c in resp.osca.candidates)
     return time.perf_counter() - start
 
 

@@ -79,12 +79,12 @@ def main() -> None:
         table.add_column(col)
     for task_id, resp in rows:
         marks = " ".join(f"{c.config}#{c.index}:{c.verification.status.value if c.verification else c.error}"
-                         for c in resp.candidates)
-        table.add_row(task_id, marks, f"{resp.selected.config}#{resp.selected.index}",
-                      resp.selected.verification.status.value)
+                         for c in resp.osca.candidates)
+        table.add_row(task_id, marks, f"{resp.osca.selected.config}#{resp.osca.selected.index}",
+                      resp.osca.selected.verification.status.value)
     console.print(table)
-    solved = sum(r.selected.verification.passed for _, r in rows)
-    covered = sum(any(c.verification and c.verification.passed for c in r.candidates) for _, r in rows)
+    solved = sum(r.osca.selected.verification.passed for _, r in rows)
+    covered = sum(any(c.verification and c.verification.passed for c in r.osca.candidates) for _, r in rows)
     console.print(f"selected solution passes: {solved}/{len(rows)}   some candidate passes: {covered}/{len(rows)}")
     ledger_table = Table(title="ledger (new samples; cache hits apart)")
     for col in ["configuration", "samples", "cached", "prompt tokens", "completion tokens", "$"]:
@@ -92,7 +92,7 @@ def main() -> None:
     for name in allocation:
         s = ledger.total(config=name)
         ledger_table.add_row(name, str(s.samples), str(s.cached), str(s.prompt_tokens), str(s.completion_tokens),
-                             f"{s.cost:.4f}")
+                             f"{s.dollars:.4f}")
     console.print(ledger_table)
     first = rows[0][1]
     console.print(f"selected solution for {rows[0][0]}:")

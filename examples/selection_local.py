@@ -81,7 +81,7 @@ def sample(problems: list[dict], args: argparse.Namespace, cache: SampleCache, l
         resp = sampler.completion(model=CONFIG.model, max_tokens=args.max_tokens,
                                   messages=[{"role": "system", "content": SYSTEM},
                                             {"role": "user", "content": problem["prompt"]}])
-        out.append(resp.candidates)
+        out.append(resp.osca.candidates)
         bar.advance(task, args.samples)
     return out
 

@@ -92,13 +92,14 @@ def main() -> None:
     [call] = final["osca"]
     print(f"plan (unwrapped node, one sample):\n{final['plan']}\n")
     print("write_code candidates (wrapped node):")
-    for c in call.response.candidates:
+    for c in call.response.osca.candidates:
         print(f"  {c.config}#{c.index}: {c.verification.status.value:12} {c.verification.n_passed}/4 tests, "
               f"{c.usage.get('completion_tokens', 0)} tokens")
-    print(f"selected: {call.response.selected.config}#{call.response.selected.index}; check says: {final['verdict']}")
+    chosen = call.response.osca.selected
+    print(f"selected: {chosen.config}#{chosen.index}; check says: {final['verdict']}")
     spend = sampler.ledger.total()
     print(f"ledger: {spend.samples} samples, {spend.prompt_tokens} prompt + {spend.completion_tokens} completion "
-          f"tokens, ${spend.cost:.4f}")
+          f"tokens, ${spend.dollars:.4f}")
     print(f"\n{final['code']}")
 
 

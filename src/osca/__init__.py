@@ -1,7 +1,7 @@
 """osca: learned sample-budget allocation for LLM calls (OSCA, arXiv 2410.22480).
 
 Importing osca is cheap: learning is numpy-only; LiteLLM, LangGraph and Docker load only where used
-(`AllocatedSampler` is imported on first access).
+(the sampler's names below are imported on first access).
 """
 
 from typing import Any
@@ -17,14 +17,26 @@ __all__ = [
     "AllocatedSampler",
     "Allocation",
     "AllocationResult",
+    "Backend",
     "BudgetError",
+    "Candidate",
+    "Caps",
     "ConfigError",
     "CountMatrix",
     "CountSplit",
     "DataError",
+    "Deadline",
+    "EarlyStop",
+    "Ledger",
+    "LiteLLMBackend",
     "OscaError",
+    "Retry",
+    "RouterBackend",
+    "SampleResult",
     "SamplingConfig",
     "ScoreMatrix",
+    "acompletion",
+    "completion",
     "learn_allocation",
     "load_counts",
     "objective",
@@ -32,9 +44,16 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "AllocatedSampler":  # pulls in litellm: only when asked for
-        from .sampler import AllocatedSampler
+_LAZY = {"AllocatedSampler": "sampler", "Backend": "backends", "LiteLLMBackend": "backends",
+         "RouterBackend": "backends", "Candidate": "candidates", "SampleResult": "candidates", "Caps": "ledger",
+         "Ledger": "ledger", "Deadline": "policies", "EarlyStop": "policies", "Retry": "policies",
+         "completion": "langgraph", "acompletion": "langgraph"}
+"""Names whose modules pull in LiteLLM, tenacity or pydantic models: imported only when asked for."""
 
-        return AllocatedSampler
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'osca' has no attribute {name!r}")

@@ -31,14 +31,6 @@ def register_provider(name: str, handler: Any) -> None:
     custom_llm_setup()
 
 
-def ensure_provider(model: str) -> None:
-    """Register osca's own provider a model string names (`local/...`), so it works without a set-up call."""
-    if model.startswith("local/"):
-        from .providers.local import register
-
-        register()
-
-
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_thread: threading.Thread | None = None
 _loop_lock = threading.Lock()

@@ -33,5 +33,9 @@ class SamplingConfig(BaseModel):
     """Name of a prompt transformation applied to the call's messages."""
     litellm_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Any other keyword arguments passed to `litellm.completion`."""
+    backend: str | None = None
+    """Name of a backend given to the sampler in `backends=` (e.g. a `litellm.Router`, whose model group
+    `model` then names); None: the sampler's default backend (LiteLLM)."""
     cost: float = Field(default=1.0, gt=0.0)
-    """Cost of one sample, in the unit budgets are given in (1.0: budgets count samples)."""
+    """Budget units one sample uses (1.0: budgets count samples). Not dollars: those are `dollars` in the
+    sampler's results and the ledger."""

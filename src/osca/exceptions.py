@@ -4,7 +4,7 @@
      ├── ConfigError       bad configuration, unknown configuration name
      ├── DataError         malformed counts / allocation files, inconsistent matrices
      ├── BudgetError       a budget that cannot be spent (<= 0, smaller than any configuration's cost)
-     ├── SamplingError     every candidate of a call failed (the causes are listed)
+     ├── SamplingError     every candidate of a call failed (chained to the last cause; `.errors` by type)
      └── SandboxError      the sandbox could not run a job (not: the candidate failed its tests)
           ├── SandboxUnavailable   no Docker daemon answers
           └── ImageMissing         the sandbox image is not built (the message names the command that builds it)
@@ -33,11 +33,26 @@ class BudgetError(OscaError, ValueError):
 
 
 class SamplingError(OscaError):
-    """No candidate of a sampled call succeeded; `candidates` holds every attempt and its error."""
+    """No candidate of a sampled call succeeded; `candidates` holds every attempt and its error, `errors` the
+    exceptions behind them by type name (LiteLLM's types), and `__cause__` is the last of them.
+
+    A failure every request shares (context window, authentication, bad request) is not wrapped: the sampler
+    re-raises LiteLLM's own exception, with `candidates` attached to it.
+    """
 
     def __init__(self, message: str, candidates: list | None = None) -> None:
         super().__init__(message)
         self.candidates = candidates or []
+
+    @property
+    def errors(self) -> dict[str, list[BaseException]]:
+        """The candidates' exceptions grouped by type name, e.g. `{"RateLimitError": [...]}`."""
+        out: dict[str, list[BaseException]] = {}
+        for c in self.candidates:
+            exception = getattr(c, "exception", None)
+            if exception is not None:
+                out.setdefault(type(exception).__name__, []).append(exception)
+        return out
 
 
 class SandboxError(OscaError):

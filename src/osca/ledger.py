@@ -1,4 +1,7 @@
-"""What sampling spent, per configuration and per call site, and the caps checked before each dispatch."""
+"""What sampling spent, per configuration and per call site, and the caps that bind before each dispatch.
+
+Dollars are `dollars` everywhere (budget units, a configuration's `cost`, are another thing, issue 11).
+"""
 
 from __future__ import annotations
 
@@ -19,11 +22,12 @@ class Spend:
     failed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float = 0.0
+    dollars: float = 0.0
 
-    def add(self, other: Spend) -> None:
+    def add(self, other: Spend, times: int = 1) -> None:
+        """Add `other` (`times` times over) to this spend in place."""
         for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            setattr(self, name, getattr(self, name) + times * getattr(other, name))
 
     @property
     def tokens(self) -> int:
@@ -50,9 +54,29 @@ class Caps:
             return f"sample cap {self.samples} reached ({spent.samples} used)"
         if self.tokens is not None and spent.tokens >= self.tokens:
             return f"token cap {self.tokens} reached ({spent.tokens} used)"
-        if self.dollars is not None and spent.cost >= self.dollars:
-            return f"dollar cap {self.dollars} reached (${spent.cost:.4f} spent)"
+        if self.dollars is not None and spent.dollars >= self.dollars:
+            return f"dollar cap {self.dollars} reached (${spent.dollars:.4f} spent)"
         return None
+
+    def affordable(self, spent: Spend, worst: Spend) -> tuple[int | None, str | None]:
+        """How many more samples fit when each may spend up to `worst` (None: no cap limits them), and which
+        cap limits them."""
+        limits: list[tuple[int, str]] = []
+        if self.samples is not None:
+            left = self.samples - spent.samples
+            limits.append((left, f"sample cap {self.samples} reached ({spent.samples} used or reserved)"))
+        if self.tokens is not None and worst.tokens > 0:
+            left = self.tokens - spent.tokens
+            limits.append((left // worst.tokens, f"token cap {self.tokens}: a sample may use up to {worst.tokens} "
+                                                 f"tokens and {max(left, 0)} are left"))
+        if self.dollars is not None and worst.dollars > 0:
+            left = self.dollars - spent.dollars
+            limits.append((int(left / worst.dollars + 1e-9), f"dollar cap {self.dollars}: a sample may cost up "
+                           f"to ${worst.dollars:.6f} and ${max(left, 0):.6f} is left"))
+        if not limits:
+            return None, None
+        count, why = min(limits)
+        return max(count, 0), why
 
 
 @dataclass
@@ -62,7 +86,7 @@ class Ledger:
 
     caps: Caps = field(default_factory=Caps)
     entries: dict[tuple[str, str], Spend] = field(default_factory=dict)
-    _reserved: int = field(default=0, repr=False)
+    _reserved: Spend = field(default_factory=Spend, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __getstate__(self) -> dict:
@@ -89,26 +113,33 @@ class Ledger:
                 out.add(spend)
         return out
 
-    def reserve(self, samples: int) -> tuple[int, str | None]:
+    def reserve(self, samples: int, worst: Spend | None = None) -> tuple[int, str | None]:
         """Claim up to `samples` for a request about to be dispatched: (granted, why not all).
 
-        Claims count against the sample cap until `release`d, so concurrent requests cannot overshoot it; token
-        and dollar caps are known only after a call and stop further dispatch once reached.
+        Each sample is reserved at its worst case `worst` (prompt tokens plus the most it may generate, priced),
+        and claims count against every cap until `release`d, so concurrent requests can never overshoot one.
+        A cap that cannot afford even the worst case of what it has left says so in the reason.
         """
+        worst = worst or Spend(samples=1)
         with self._lock:
-            spent, caps = self._sum(), self.caps
-            spent.samples += self._reserved
-            why = caps.exhausted(spent)
+            spent = self._sum()
+            spent.add(self._reserved)
+            why = self.caps.exhausted(spent)
             if why is not None:
                 return 0, why
-            granted = samples
-            if caps.samples is not None:
-                granted = min(samples, caps.samples - spent.samples)
-            self._reserved += granted
-        why = None if granted == samples else f"sample cap {caps.samples} reached"
-        return granted, why
+            fits, why = self.caps.affordable(spent, worst)
+            granted = samples if fits is None else min(samples, fits)
+            self._reserved.add(worst, granted)
+        return granted, (None if granted == samples else why)
 
-    def release(self, samples: int) -> None:
-        """Return a reservation once its request has recorded what it actually spent."""
+    def release(self, samples: int, worst: Spend | None = None) -> None:
+        """Return a reservation (as `reserve`d) once its request has recorded what it actually spent."""
+        worst = worst or Spend(samples=1)
         with self._lock:
-            self._reserved -= samples
+            self._reserved.add(worst, -samples)
+
+    @property
+    def reserved(self) -> Spend:
+        """What requests in flight have reserved and not yet released."""
+        with self._lock:
+            return Spend(**vars(self._reserved))

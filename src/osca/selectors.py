@@ -21,10 +21,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .candidates import canonical_tool_calls
 from .exceptions import ConfigError
 
 if TYPE_CHECKING:
-    from .sampler import Candidate
+    from .candidates import Candidate
 
 __all__ = ["JUDGE_PROMPT", "Judgement", "Selector", "extract_code", "normalize_code", "normalize_whitespace",
            "parse_score", "select_by_judge", "select_by_score", "select_first_verified", "select_majority",
@@ -113,13 +114,23 @@ class _MostTests(Selector):
 
 
 class select_majority(Selector):  # noqa: N801  (named like the other strategies)
-    """Keep the candidates whose normalized output is the most common one (ties: all of the largest groups)."""
+    """Keep the candidates whose normalized output is the most common one (ties: all of the largest groups).
+
+    A candidate that calls tools votes with its calls (function names and canonical JSON arguments, text aside),
+    one that answers in text with its `normalize`d text.
+    """
 
     def __init__(self, normalize: Callable[[str], str] | None = None) -> None:
         self.normalize = normalize or normalize_whitespace
 
+    def vote(self, candidate: Candidate) -> str | None:
+        """The answer `candidate` votes for; None: it has none."""
+        if candidate.tool_calls:
+            return "tool calls: " + canonical_tool_calls(candidate.tool_calls)
+        return None if candidate.text is None else self.normalize(candidate.text)
+
     def __call__(self, candidates: list[Candidate]) -> list[Candidate]:
-        keys = [self.normalize(c.text) if c.text is not None else None for c in candidates]
+        keys = [self.vote(c) for c in candidates]
         counts = Counter(k for k in keys if k is not None)
         if not counts:
             return candidates
@@ -232,7 +243,8 @@ class select_by_judge(select_by_score):  # noqa: N801
     def judge(self, text: str) -> Judgement:
         """The judge's verdict on one candidate text (asked once per distinct text)."""
         if text not in self.judgements:
-            from ._litellm import ensure_provider, litellm
+            from ._litellm import litellm
+            from .providers import ensure_provider
 
             ensure_provider(self.model)
             content = self.prompt.replace("{question}", self.question).replace("{candidate}", text)

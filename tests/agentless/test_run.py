@@ -20,9 +20,9 @@ def record(iid: str, **spend: float) -> str:
 def test_run_spend_adds_every_attempt_and_ignores_a_torn_last_line(tmp_path: Path) -> None:
     assert run_spend(tmp_path) == Spend()
     log = tmp_path / SPEND_LOG
-    log.write_text(record("a", samples=3, prompt_tokens=10, cost=0.5) + "\n"
-                   + record("a", samples=1, completion_tokens=4, cost=0.25) + "\n" + '{"instance_id": "b", "sp')
-    assert run_spend(tmp_path) == Spend(samples=4, prompt_tokens=10, completion_tokens=4, cost=0.75)
+    log.write_text(record("a", samples=3, prompt_tokens=10, dollars=0.5) + "\n"
+                   + record("a", samples=1, completion_tokens=4, dollars=0.25) + "\n" + '{"instance_id": "b", "sp')
+    assert run_spend(tmp_path) == Spend(samples=4, prompt_tokens=10, completion_tokens=4, dollars=0.75)
 
 
 def test_run_spend_names_a_broken_line(tmp_path: Path) -> None:
@@ -36,11 +36,11 @@ def test_run_spend_names_a_broken_line(tmp_path: Path) -> None:
 
 def test_caps_say_which_is_exhausted() -> None:
     caps = Caps(samples=10, tokens=100, dollars=1.0)
-    assert caps.exhausted(Spend(samples=9, prompt_tokens=99, cost=0.99)) is None
+    assert caps.exhausted(Spend(samples=9, prompt_tokens=99, dollars=0.99)) is None
     assert caps.exhausted(Spend(samples=10)) == "sample cap 10 reached (10 used)"
     assert "token cap 100" in caps.exhausted(Spend(prompt_tokens=60, completion_tokens=40))
-    assert "dollar cap 1.0" in caps.exhausted(Spend(cost=1.0))
-    assert Caps().exhausted(Spend(samples=10**9, cost=1e9)) is None
+    assert "dollar cap 1.0" in caps.exhausted(Spend(dollars=1.0))
+    assert Caps().exhausted(Spend(samples=10**9, dollars=1e9)) is None
 
 
 def test_repo_source_finds_owner__name_or_name_and_names_what_is_missing(tmp_path: Path) -> None:

@@ -288,7 +288,7 @@ def test_sampler_draws_real_local_samples_without_set_up():
                SamplingConfig(name="hot", model="local/smollm2-135m", temperature=1.2)]
     sampler = AllocatedSampler(configs, Allocation({"cool": 1, "hot": 2}), seed=11)  # no register() call
     resp = sampler.completion(messages=[{"role": "user", "content": "Name a colour."}], max_tokens=6)
-    assert [(c.config, c.index) for c in resp.candidates] == [("hot", 0), ("cool", 0), ("hot", 1)]
-    assert all(c.text and c.error is None and c.usage["completion_tokens"] > 0 for c in resp.candidates)
-    assert resp.choices[0].message.content == resp.selected.text
+    assert [(c.config, c.index) for c in resp.osca.candidates] == [("hot", 0), ("cool", 0), ("hot", 1)]
+    assert all(c.text and c.error is None and c.usage["completion_tokens"] > 0 for c in resp.osca.candidates)
+    assert resp.choices[0].message.content == resp.osca.selected.text
     assert sampler.ledger.total().samples == 3

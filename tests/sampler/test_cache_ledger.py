@@ -247,37 +247,37 @@ def test_request_hash_accepts_values_that_are_not_json():
 # ---------------------------------------------------------------------------------------------- Spend
 
 def test_spend_add_sums_every_field():
-    a = Spend(samples=2, cached=1, failed=3, prompt_tokens=10, completion_tokens=20, cost=0.5)
-    b = Spend(samples=1, cached=4, failed=0, prompt_tokens=5, completion_tokens=7, cost=0.25)
+    a = Spend(samples=2, cached=1, failed=3, prompt_tokens=10, completion_tokens=20, dollars=0.5)
+    b = Spend(samples=1, cached=4, failed=0, prompt_tokens=5, completion_tokens=7, dollars=0.25)
     a.add(b)
-    assert a == Spend(samples=3, cached=5, failed=3, prompt_tokens=15, completion_tokens=27, cost=0.75)
-    assert b == Spend(samples=1, cached=4, failed=0, prompt_tokens=5, completion_tokens=7, cost=0.25)  # untouched
+    assert a == Spend(samples=3, cached=5, failed=3, prompt_tokens=15, completion_tokens=27, dollars=0.75)
+    assert b == Spend(samples=1, cached=4, failed=0, prompt_tokens=5, completion_tokens=7, dollars=0.25)  # untouched
     assert a.tokens == 42
     assert {f.name for f in dataclasses.fields(Spend)} == {"samples", "cached", "failed", "prompt_tokens",
-                                                           "completion_tokens", "cost"}
+                                                           "completion_tokens", "dollars"}
 
 
 # ---------------------------------------------------------------------------------------------- Ledger
 
 def filled() -> Ledger:
     ledger = Ledger()
-    ledger.record("plan", "a", Spend(samples=2, prompt_tokens=10, completion_tokens=4, cost=0.1))
-    ledger.record("plan", "a", Spend(samples=1, prompt_tokens=5, completion_tokens=2, cost=0.05))
+    ledger.record("plan", "a", Spend(samples=2, prompt_tokens=10, completion_tokens=4, dollars=0.1))
+    ledger.record("plan", "a", Spend(samples=1, prompt_tokens=5, completion_tokens=2, dollars=0.05))
     ledger.record("plan", "b", Spend(samples=1, cached=2, prompt_tokens=3, completion_tokens=1))
-    ledger.record("code", "a", Spend(samples=4, failed=1, prompt_tokens=8, completion_tokens=16, cost=0.4))
+    ledger.record("code", "a", Spend(samples=4, failed=1, prompt_tokens=8, completion_tokens=16, dollars=0.4))
     return ledger
 
 
 def test_ledger_totals_filter_by_call_site_and_configuration():
     ledger = filled()
     assert ledger.total(call_site="plan", config="a") == Spend(samples=3, prompt_tokens=15, completion_tokens=6,
-                                                               cost=pytest.approx(0.15))
+                                                               dollars=pytest.approx(0.15))
     assert ledger.total(call_site="plan") == Spend(samples=4, cached=2, prompt_tokens=18, completion_tokens=7,
-                                                   cost=pytest.approx(0.15))
+                                                   dollars=pytest.approx(0.15))
     assert ledger.total(config="a") == Spend(samples=7, failed=1, prompt_tokens=23, completion_tokens=22,
-                                             cost=pytest.approx(0.55))
+                                             dollars=pytest.approx(0.55))
     assert ledger.total() == Spend(samples=8, cached=2, failed=1, prompt_tokens=26, completion_tokens=23,
-                                   cost=pytest.approx(0.55))
+                                   dollars=pytest.approx(0.55))
     assert ledger.total(call_site="code", config="b") == Spend()
     assert ledger.total(call_site="nowhere") == Spend()
 
@@ -348,9 +348,9 @@ def test_reserve_under_token_and_dollar_caps():
     assert granted == 0 and "token cap 10" in why
 
     dollars = Ledger(caps=Caps(dollars=1.0))
-    dollars.record("s", "c", Spend(cost=0.75))
+    dollars.record("s", "c", Spend(dollars=0.75))
     assert dollars.reserve(1) == (1, None)
-    dollars.record("s", "c", Spend(cost=0.25))
+    dollars.record("s", "c", Spend(dollars=0.25))
     granted, why = dollars.reserve(1)
     assert granted == 0 and "dollar cap" in why
 

@@ -20,6 +20,7 @@ from osca.cache import SampleCache
 from osca.configs import SamplingConfig
 from osca.exceptions import BudgetError, ConfigError, SamplingError
 from osca.ledger import Caps, Ledger
+from osca.policies import EarlyStop, Retry
 from osca.providers.scripted import calls
 from osca.sampler import AllocatedSampler, Candidate
 from osca.selectors import extract_code
@@ -73,7 +74,7 @@ def passes_if(marker: str) -> FakeVerifier:
 
 
 def summary(resp: Any) -> list[tuple[str, int, str | None]]:
-    return [(c.config, c.index, c.text) for c in resp.candidates]
+    return [(c.config, c.index, c.text) for c in resp.osca.candidates]
 
 
 class Sleeps:
@@ -102,13 +103,13 @@ def test_allocation_draws_k_candidates_per_configuration(script, batch_n):
 
     resp = sampler.completion(messages=MESSAGES)
 
-    drawn = {n: sorted(c.index for c in resp.candidates if c.config == n) for n in ("a", "b")}
+    drawn = {n: sorted(c.index for c in resp.osca.candidates if c.config == n) for n in ("a", "b")}
     assert drawn == {"a": [0, 1, 2], "b": [0, 1]}
-    assert all(c.error is None and not c.cached for c in resp.candidates)
+    assert all(c.error is None and not c.cached for c in resp.osca.candidates)
     assert calls(name) == (2 if batch_n else 5)
     # every candidate came from its own configuration's request and carries its own sample index
     temperature = {"a": 0.2, "b": 1.1}
-    for c in resp.candidates:
+    for c in resp.osca.candidates:
         assert c.text == f"t={temperature[c.config]} i={c.index}"
     ns = sorted(params.get("n", 1) for _, params, _ in rec.seen)
     assert ns == ([2, 2, 3, 3, 3] if batch_n else [1] * 5)  # per sample served: n of its request
@@ -118,7 +119,7 @@ def test_allocation_may_come_from_a_learners_result(script):
     name, model = script(Recorder())
     result = SimpleNamespace(allocation=Allocation({"a": 2}))
     sampler = AllocatedSampler([SamplingConfig(name="a", model=model)], result, batch_n=False, seed=0)
-    assert [(c.config, c.index) for c in sampler.completion(messages=MESSAGES).candidates] == [("a", 0), ("a", 1)]
+    assert [(c.config, c.index) for c in sampler.completion(messages=MESSAGES).osca.candidates] == [("a", 0), ("a", 1)]
     assert calls(name) == 2
 
 
@@ -136,7 +137,7 @@ def test_configuration_overrides_the_call_and_passes_the_rest_through(script):
 
     resp = sampler.completion(**call)
 
-    assert len(resp.candidates) == 5
+    assert len(resp.osca.candidates) == 5
     assert calls(own) == 2 and calls(site) == 3
     for _, params, messages in own_rec.seen:
         assert params["temperature"] == 0.25 and params["top_p"] == 0.5 and params["presence_penalty"] == 0.3
@@ -172,8 +173,8 @@ def test_sampler_seed_offsets_each_sample(script, batch_n):
     other = AllocatedSampler(configs, {"a": 3}, batch_n=batch_n, seed=200).completion(messages=MESSAGES)
 
     assert summary(first) == summary(again)
-    assert [c.text for c in first.candidates] == [answer([], 100 + i, {}) for i in range(3)]
-    assert [c.text for c in other.candidates] == [answer([], 200 + i, {}) for i in range(3)]
+    assert [c.text for c in first.osca.candidates] == [answer([], 100 + i, {}) for i in range(3)]
+    assert [c.text for c in other.osca.candidates] == [answer([], 200 + i, {}) for i in range(3)]
     assert calls(name) == (3 if batch_n else 9)
 
 
@@ -233,16 +234,6 @@ def test_an_allocation_summing_to_zero_is_a_budget_error(script, allocation):
         AllocatedSampler([SamplingConfig(name="a", model=model), SamplingConfig(name="b", model=model)], allocation)
 
 
-def test_streaming_is_refused(script):
-    name, model = script(Recorder())
-    sampler = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 2})
-    with pytest.raises(ConfigError, match="stream"):
-        sampler.completion(messages=MESSAGES, stream=True)
-    with pytest.raises(ConfigError, match="stream"):
-        asyncio.run(sampler.acompletion(messages=MESSAGES, stream=True))
-    assert calls(name) == 0
-
-
 def test_a_missing_model_is_a_config_error():
     sampler = AllocatedSampler([SamplingConfig(name="nameless")], {"nameless": 1})
     with pytest.raises(ConfigError, match="no model"):
@@ -281,11 +272,12 @@ def test_transient_errors_are_retried(script):
     fn, attempts = flaky(2)
     name, model = script(fn)
     sleeps = Sleeps()
-    sampler = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 1}, sleep=sleeps, seed=0)
+    sampler = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 1}, retry=Retry(sleep=sleeps),
+                               seed=0)
 
     resp = sampler.completion(messages=MESSAGES)
 
-    assert resp.selected.text == "ok 0" and resp.selected.error is None
+    assert resp.osca.selected.text == "ok 0" and resp.osca.selected.error is None
     assert len(sleeps.delays) == 2 and all(d >= 0 for d in sleeps.delays)
     assert calls(name) == 3 and attempts[0] == 3
     assert sampler.ledger.total().samples == 1 and sampler.ledger.total().failed == 0
@@ -296,14 +288,14 @@ def test_retries_give_up_at_the_stop_and_the_sample_is_recorded_as_failed(script
     name, model = script(fn)
     sleeps = Sleeps()
     sampler = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 3}, batch_n=False, seed=0,
-                               sleep=sleeps, retry_stop=tenacity.stop_after_attempt(2))
+                               retry=Retry(stop=tenacity.stop_after_attempt(2), sleep=sleeps))
 
     resp = sampler.completion(messages=MESSAGES)
 
-    by_index = {c.index: c for c in resp.candidates}
+    by_index = {c.index: c for c in resp.osca.candidates}
     assert by_index[1].text is None and "RateLimitError" in by_index[1].error
     assert [by_index[i].text for i in (0, 2)] == ["ok 0", "ok 2"]
-    assert resp.selected.index in (0, 2)
+    assert resp.osca.selected.index in (0, 2)
     assert attempts == Counter({0: 1, 1: 2, 2: 1})
     assert len(sleeps.delays) == 1
     spent = sampler.ledger.total()
@@ -316,10 +308,11 @@ def test_a_non_transient_litellm_error_is_not_retried(script):
 
     name, model = script(bad)
     sleeps = Sleeps()
-    sampler = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 1}, sleep=sleeps)
-    with pytest.raises(SamplingError, match="BadRequestError"):
+    sampler = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 1}, retry=Retry(sleep=sleeps))
+    with pytest.raises(litellm.BadRequestError, match="malformed") as info:  # LiteLLM's own type (issue 11)
         sampler.completion(messages=MESSAGES)
     assert calls(name) == 1 and sleeps.delays == []
+    assert [c.error.split(":")[0] for c in info.value.candidates] == ["BadRequestError"]
 
 
 def test_an_exception_in_the_provider_is_not_retried(script):
@@ -328,28 +321,32 @@ def test_an_exception_in_the_provider_is_not_retried(script):
 
     name, model = script(broken)
     sleeps = Sleeps()
-    sampler = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 1}, sleep=sleeps)
-    with pytest.raises(SamplingError, match="the script is broken"):
+    sampler = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 1}, retry=Retry(sleep=sleeps))
+    with pytest.raises(litellm.BadRequestError, match="the script is broken"):
         sampler.completion(messages=MESSAGES)
     assert calls(name) == 1 and sleeps.delays == []
 
 
-def test_when_every_candidate_fails_the_error_lists_the_causes(script):
+def test_when_every_candidate_fails_the_error_lists_and_chains_the_causes(script):
     def bad(messages, index, params):
-        raise litellm.BadRequestError("malformed", model="x", llm_provider="scripted")
+        raise litellm.InternalServerError("malformed", model="x", llm_provider="scripted")
 
     _, bad_model = script(bad)
     fn, _ = flaky(99)
     _, slow_model = script(fn)
     sampler = AllocatedSampler([SamplingConfig(name="bad", model=bad_model),
                                 SamplingConfig(name="slow", model=slow_model)], {"bad": 1, "slow": 2},
-                               batch_n=False, seed=0, sleep=Sleeps(), retry_stop=tenacity.stop_after_attempt(1))
+                               batch_n=False, seed=0,
+                               retry=Retry(stop=tenacity.stop_after_attempt(1), sleep=Sleeps()))
 
     with pytest.raises(SamplingError) as info:
         sampler.completion(messages=MESSAGES)
 
     message = str(info.value)
-    assert "3 candidates" in message and "BadRequestError" in message and "RateLimitError" in message
+    assert "3 candidates" in message and "InternalServerError" in message and "RateLimitError" in message
+    assert sorted((k, len(v)) for k, v in info.value.errors.items()) == [("InternalServerError", 1),
+                                                                         ("RateLimitError", 2)]
+    assert isinstance(info.value.__cause__, litellm.InternalServerError | litellm.RateLimitError)
     got = info.value.candidates
     assert sorted((c.config, c.index) for c in got) == [("bad", 0), ("slow", 0), ("slow", 1)]
     assert all(isinstance(c, Candidate) and c.text is None and c.error for c in got)
@@ -359,7 +356,7 @@ def test_when_every_candidate_fails_the_error_lists_the_causes(script):
 # ---------------------------------------------------------------------------------------------- caps
 
 @pytest.mark.parametrize("mode", [
-    pytest.param(dict(early_stop=True, wave=1, batch_n=False), id="sequential-waves"),
+    pytest.param(dict(early_stop=EarlyStop(wave=1), batch_n=False), id="sequential-waves"),
     pytest.param(dict(batch_n=False), id="concurrent-requests"),
     pytest.param(dict(batch_n=True), id="one-batched-request"),
 ])
@@ -371,8 +368,8 @@ def test_the_sample_cap_limits_what_is_drawn(script, mode):
 
     resp = sampler.completion(messages=MESSAGES)
 
-    drawn = [c for c in resp.candidates if c.text is not None]
-    refused = [c for c in resp.candidates if c.text is None]
+    drawn = [c for c in resp.osca.candidates if c.text is not None]
+    refused = [c for c in resp.osca.candidates if c.text is None]
     assert len(drawn) == 3 and len(refused) == 2
     assert all(c.error.startswith("not dispatched: sample cap") for c in refused)
     assert len(rec.seen) == 3 and ledger.total().samples == 3
@@ -381,24 +378,6 @@ def test_the_sample_cap_limits_what_is_drawn(script, mode):
 def test_a_zero_sample_cap_is_a_budget_error():
     with pytest.raises(BudgetError):
         Ledger(caps=Caps(samples=0))
-
-
-def test_the_token_cap_stops_the_next_call(script):
-    name, model = script(lambda messages, index, params: "one two three four five")
-    ledger = Ledger(caps=Caps(tokens=words(MESSAGES) + 1))
-    sampler = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 2}, ledger=ledger, batch_n=False,
-                               seed=0)
-
-    sampler.completion(messages=MESSAGES)  # nothing spent yet: dispatched
-    spent = ledger.total().tokens
-    assert spent == 2 * (words(MESSAGES) + 5) > ledger.caps.tokens
-    assert calls(name) == 2
-
-    with pytest.raises(SamplingError, match="token cap") as info:
-        sampler.completion(messages=MESSAGES)
-    assert calls(name) == 2  # nothing dispatched
-    assert all(c.error.startswith("not dispatched: token cap") for c in info.value.candidates)
-    assert ledger.total().tokens == spent
 
 
 # ---------------------------------------------------------------------------------------------- ledger
@@ -434,19 +413,19 @@ def test_the_ledger_records_spend_per_configuration_and_call_site(script, batch_
     assert got(call_site="plan") == tuple(map(sum, zip(expect(2), expect(1))))
     assert got(config="a") == tuple(map(sum, zip(expect(2), expect(1))))
     assert got() == tuple(map(sum, zip(expect(2), expect(1), expect(1))))
-    assert ledger.total().cost == 0.0 and ledger.total().failed == 0
+    assert ledger.total().dollars == 0.0 and ledger.total().failed == 0
 
     # the response: this call's usage, no price for a scripted model, the selected candidate's text
     assert resp.usage.prompt_tokens == got(call_site="plan")[1]
     assert resp.usage.completion_tokens == got(call_site="plan")[2]
     assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens
-    assert resp.cost == 0.0
+    assert resp.osca.dollars == 0.0
     assert isinstance(resp, litellm.ModelResponse)
-    assert resp.choices[0].message.content == resp.selected.text
-    assert any(c is resp.selected for c in resp.candidates)
-    assert resp.unspent == 0
+    assert resp.choices[0].message.content == resp.osca.selected.text
+    assert any(c is resp.osca.selected for c in resp.osca.candidates)
+    assert resp.osca.unspent == 0
     # no verifier: majority vote; "w" (a0 and b0) outvotes "w w" (a1); the first in dispatch order wins
-    assert (resp.selected.config, resp.selected.index, resp.selected.text) == ("a", 0, "w")
+    assert (resp.osca.selected.config, resp.osca.selected.index, resp.osca.selected.text) == ("a", 0, "w")
 
 
 def test_a_custom_selector_and_extract(script):
@@ -455,7 +434,7 @@ def test_a_custom_selector_and_extract(script):
     sampler = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 3}, batch_n=False, seed=0,
                                verifier=verifier, selector=lambda cs: cs[-1:], extract=str.upper)
     resp = sampler.completion(messages=MESSAGES)
-    assert resp.selected.index == 2
+    assert resp.osca.selected.index == 2
     assert sorted(verifier.seen) == sorted(f"```PYTHON\nX = {i}\n```" for i in range(3))
 
 
@@ -472,14 +451,14 @@ def test_the_verifier_sees_the_extracted_code_and_the_default_selector_prefers_v
     resp = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 3}, batch_n=False, seed=0,
                             verifier=verifier).completion(messages=MESSAGES)
     assert sorted(verifier.seen) == sorted(extract_code(t) for t in texts.values())
-    assert resp.selected.index == 2 and resp.selected.verification.status is Status.PASSED
+    assert resp.osca.selected.index == 2 and resp.osca.selected.verification.status is Status.PASSED
 
     # nothing verifies: the most tests passed wins
     texts[2] = "```python\nbad\n```"
     _, model = script(lambda messages, index, params: texts[index])
     resp = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 3}, batch_n=False, seed=0,
                             verifier=FakeVerifier(tests)).completion(messages=MESSAGES)
-    assert resp.selected.index == 1 and resp.selected.verification.n_passed == 1
+    assert resp.osca.selected.index == 1 and resp.osca.selected.verification.n_passed == 1
 
 
 # ---------------------------------------------------------------------------------------------- early stop
@@ -501,7 +480,7 @@ def test_early_stop_ends_after_the_first_wave_with_a_passing_candidate(script):
         configs.append(SamplingConfig(name=n, model=model))
     verifier = passes_if("good")
     ledger = Ledger()
-    sampler = AllocatedSampler(configs, {"b": 2, "a": 4}, verifier=verifier, ledger=ledger, early_stop=True,
+    sampler = AllocatedSampler(configs, {"b": 2, "a": 4}, verifier=verifier, ledger=ledger, early_stop=EarlyStop(),
                                batch_n=False, seed=0)
     plan = sampler.plan()
     assert plan == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("a", 3)]
@@ -509,10 +488,10 @@ def test_early_stop_ends_after_the_first_wave_with_a_passing_candidate(script):
     resp = sampler.completion(messages=MESSAGES)
 
     # waves of one sample per configuration: [a0 b0] [a1 b1] -> b1 passes -> a2 and a3 are never drawn
-    assert [(c.config, c.index) for c in resp.candidates] == plan[:4]
-    assert resp.unspent == 2
-    assert (resp.selected.config, resp.selected.index) == ("b", 1)
-    assert resp.selected.verification.status is Status.PASSED
+    assert [(c.config, c.index) for c in resp.osca.candidates] == plan[:4]
+    assert resp.osca.unspent == 2
+    assert (resp.osca.selected.config, resp.osca.selected.index) == ("b", 1)
+    assert resp.osca.selected.verification.status is Status.PASSED
     assert recs["a"].indices == [0, 1] and recs["b"].indices == [0, 1]
     assert calls(names["a"]) == 2 and calls(names["b"]) == 2
     assert len(verifier.seen) == 4
@@ -523,20 +502,20 @@ def test_early_stop_with_a_wave_of_one_stops_at_the_passing_sample(script):
     rec = Recorder(lambda messages, index, params: "good" if index == 1 else "bad")
     name, model = script(rec)
     sampler = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 5}, verifier=passes_if("good"),
-                               early_stop=True, wave=1, seed=0)
+                               early_stop=EarlyStop(wave=1), seed=0)
     resp = sampler.completion(messages=MESSAGES)
-    assert [c.index for c in resp.candidates] == [0, 1]
-    assert resp.unspent == 3 and calls(name) == 2 and rec.indices == [0, 1]
+    assert [c.index for c in resp.osca.candidates] == [0, 1]
+    assert resp.osca.unspent == 3 and calls(name) == 2 and rec.indices == [0, 1]
 
 
 def test_early_stop_draws_everything_when_nothing_passes(script):
     name, model = script(Recorder(lambda messages, index, params: "bad"))
     sampler = AllocatedSampler([SamplingConfig(name="a", model=model), SamplingConfig(name="b", model=model)],
-                               {"a": 3, "b": 1}, verifier=passes_if("good"), early_stop=True, batch_n=False, seed=0)
+                               {"a": 3, "b": 1}, verifier=passes_if("good"), early_stop=EarlyStop(), batch_n=False, seed=0)
     resp = sampler.completion(messages=MESSAGES)
-    assert [(c.config, c.index) for c in resp.candidates] == sampler.plan()
-    assert resp.unspent == 0 and calls(name) == 4
-    assert all(c.verification.status is Status.FAILED for c in resp.candidates)
+    assert [(c.config, c.index) for c in resp.osca.candidates] == sampler.plan()
+    assert resp.osca.unspent == 0 and calls(name) == 4
+    assert all(c.verification.status is Status.FAILED for c in resp.osca.candidates)
 
 
 def test_without_early_stop_every_sample_is_drawn_even_after_a_pass(script):
@@ -544,7 +523,7 @@ def test_without_early_stop_every_sample_is_drawn_even_after_a_pass(script):
     sampler = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 4}, verifier=passes_if("good"),
                                batch_n=False, seed=0)
     resp = sampler.completion(messages=MESSAGES)
-    assert len(resp.candidates) == 4 and resp.unspent == 0 and calls(name) == 4
+    assert len(resp.osca.candidates) == 4 and resp.osca.unspent == 0 and calls(name) == 4
 
 
 # ---------------------------------------------------------------------------------------------- cache
@@ -556,7 +535,7 @@ SEED_ROWS = 1
 
 
 def seeded(cache: SampleCache) -> SampleCache:
-    cache.set("unrelated call site", "unrelated", 0, "0" * 64, {"text": "not a candidate of these tests"})
+    cache.put("unrelated call site", "unrelated", 0, "0" * 64, {"text": "not a candidate of these tests"})
     assert len(cache) == SEED_ROWS
     return cache
 
@@ -581,7 +560,7 @@ def test_a_fresh_empty_cache_is_filled_and_replayed(script):
         sampler.completion(messages=MESSAGES)
         again = sampler.completion(messages=MESSAGES)
         assert len(cache) == 2
-    assert calls(name) == 2 and all(c.cached for c in again.candidates)
+    assert calls(name) == 2 and all(c.cached for c in again.osca.candidates)
 
 
 def test_a_rerun_is_served_from_the_cache(script, cache):
@@ -593,14 +572,14 @@ def test_a_rerun_is_served_from_the_cache(script, cache):
 
     first = sampler.completion(messages=MESSAGES)
     assert calls(name) == 2 and rows(cache) == 2
-    assert not any(c.cached for c in first.candidates)
+    assert not any(c.cached for c in first.osca.candidates)
     second = sampler.completion(messages=MESSAGES)
 
     assert calls(name) == 2 and len(rec.seen) == 2  # the provider was not asked again
     assert summary(second) == summary(first)
-    assert all(c.cached for c in second.candidates)
-    assert [c.usage for c in second.candidates] == [c.usage for c in first.candidates]
-    assert second.cost == 0.0 and second.usage.total_tokens == 0  # no new spend
+    assert all(c.cached for c in second.osca.candidates)
+    assert [c.usage for c in second.osca.candidates] == [c.usage for c in first.osca.candidates]
+    assert second.osca.dollars == 0.0 and second.usage.total_tokens == 0  # no new spend
     spent = ledger.total()
     assert (spent.samples, spent.cached) == (2, 2)
 
@@ -617,9 +596,9 @@ def test_raising_the_allocation_draws_only_the_new_indices(script, cache, batch_
 
     assert sorted(i for i, _, _ in rec.seen[seen:]) == [2, 3]
     assert calls(name) - before == (1 if batch_n else 2)
-    assert [(c.index, c.cached) for c in large.candidates] == [(0, True), (1, True), (2, False), (3, False)]
+    assert [(c.index, c.cached) for c in large.osca.candidates] == [(0, True), (1, True), (2, False), (3, False)]
     assert summary(large)[:2] == summary(small)
-    assert [c.text for c in large.candidates] == [f"answer {i}" for i in range(4)]
+    assert [c.text for c in large.osca.candidates] == [f"answer {i}" for i in range(4)]
     assert rows(cache) == 4
 
 
@@ -627,7 +606,7 @@ def test_reselecting_with_another_verifier_costs_no_call(script, cache):
     name, model = script(Recorder())
     configs = [SamplingConfig(name="a", model=model)]
     first = AllocatedSampler(configs, {"a": 3}, cache=cache, batch_n=False, seed=0).completion(messages=MESSAGES)
-    assert first.selected.verification is None
+    assert first.osca.selected.verification is None
     before = calls(name)
 
     verifier = passes_if("answer 2")
@@ -635,8 +614,8 @@ def test_reselecting_with_another_verifier_costs_no_call(script, cache):
                              verifier=verifier).completion(messages=MESSAGES)
 
     assert calls(name) == before
-    assert all(c.cached and c.verification is not None for c in again.candidates)
-    assert again.selected.index == 2 and again.selected.verification.passed
+    assert all(c.cached and c.verification is not None for c in again.osca.candidates)
+    assert again.osca.selected.index == 2 and again.osca.selected.verification.passed
     assert len(verifier.seen) == 3
 
 
@@ -657,7 +636,7 @@ def test_a_changed_request_misses_the_cache(script, cache, change):
                             call_site=site).completion(**call)
 
     assert calls(name) == before + 2
-    assert not any(c.cached for c in resp.candidates)
+    assert not any(c.cached for c in resp.osca.candidates)
     assert rows(cache) == 4
 
 
@@ -670,7 +649,7 @@ def test_the_cache_file_serves_a_new_cache_object(script, tmp_path):
     with SampleCache(path) as cache:
         second = AllocatedSampler(configs, {"a": 2}, cache=cache, batch_n=False, seed=0).completion(messages=MESSAGES)
     assert calls(name) == 2
-    assert summary(second) == summary(first) and all(c.cached for c in second.candidates)
+    assert summary(second) == summary(first) and all(c.cached for c in second.osca.candidates)
 
 
 # ---------------------------------------------------------------------------------------------- sync / async
@@ -684,7 +663,7 @@ def test_completion_works_inside_a_running_event_loop(script):
         return sampler.completion(messages=MESSAGES)
 
     resp = asyncio.run(agent_step())
-    assert [c.text for c in resp.candidates] == ["answer 0", "answer 1"]
+    assert [c.text for c in resp.osca.candidates] == ["answer 0", "answer 1"]
     assert calls(name) == 2
 
 
@@ -697,8 +676,8 @@ def test_acompletion_returns_what_completion_returns(script):
     async_ = asyncio.run(sampler.acompletion(messages=MESSAGES))
 
     assert summary(async_) == summary(sync)
-    assert [c.verification for c in async_.candidates] == [c.verification for c in sync.candidates]
-    assert (async_.selected.config, async_.selected.index) == (sync.selected.config, sync.selected.index)
+    assert [c.verification for c in async_.osca.candidates] == [c.verification for c in sync.osca.candidates]
+    assert (async_.osca.selected.config, async_.osca.selected.index) == (sync.osca.selected.config, sync.osca.selected.index)
     assert async_.choices[0].message.content == sync.choices[0].message.content
     assert async_.usage.total_tokens == sync.usage.total_tokens
 
@@ -717,7 +696,7 @@ def test_calls_from_many_threads_and_loops_reach_litellm_on_one_loop(script, cap
         replies = list(pool.map(lambda _: sampler.completion(messages=MESSAGES), range(8)))
     replies.append(asyncio.run(sampler.acompletion(messages=MESSAGES)))
 
-    assert [len(r.candidates) for r in replies] == [3] * 9
+    assert [len(r.osca.candidates) for r in replies] == [3] * 9
     assert len(loops) == 27 and len(set(loops)) == 1
     assert not [r for r in caplog.records if "event loop changed" in r.getMessage()]
 
@@ -762,6 +741,6 @@ def test_a_provider_calling_a_sampler_synchronously_gets_an_error_not_a_hang(scr
     _, outer_model = script(Recorder(lambda messages, index, params:
                                      inner.completion(messages=messages).choices[0].message.content))
     outer = AllocatedSampler([SamplingConfig(name="b", model=outer_model)], {"b": 1},
-                             retry_stop=tenacity.stop_after_attempt(1))
-    with pytest.raises(SamplingError, match="would wait on itself forever"):
+                             retry=Retry(stop=tenacity.stop_after_attempt(1)))
+    with pytest.raises(litellm.BadRequestError, match="would wait on itself forever"):
         outer.completion(messages=MESSAGES)

@@ -48,13 +48,13 @@ def test_the_sampler_selects_a_candidate_that_passes_in_the_sandbox(docker_clien
         pool.close()
 
     assert calls(name) == 4
-    by_index = {c.index: c for c in resp.candidates}
+    by_index = {c.index: c for c in resp.osca.candidates}
     assert sorted(by_index) == [0, 1, 2, 3]
     for i, c in by_index.items():
         assert c.verification is not None
         expected = Status.PASSED if i % 2 else Status.FAILED
         assert c.verification.status is expected, c.verification.detail
-    assert resp.selected.index % 2 == 1
-    assert resp.selected.verification.status is Status.PASSED
-    assert resp.selected.verification.n_passed == 2
-    assert resp.choices[0].message.content == resp.selected.text
+    assert resp.osca.selected.index % 2 == 1
+    assert resp.osca.selected.verification.status is Status.PASSED
+    assert resp.osca.selected.verification.n_passed == 2
+    assert resp.choices[0].message.content == resp.osca.selected.text
