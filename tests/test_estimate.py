@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,22 @@ def test_a_graph_with_a_checkpointer_gets_a_thread_per_sample(tmp_path):
     assert (matrix.correct == EXPECTED).all()
     assert len({c.config["configurable"]["thread_id"] for c in saver.list(None)}) == 24  # none resumed another
     assert end_to_end(compiled, {}, PROBLEMS, verify=right) == 1 / 3
+
+
+def test_a_step_that_makes_no_routed_call_is_reported_once(tmp_path, caplog):
+    from langgraph.graph import END, START, StateGraph
+
+    from estimate_spec import State
+
+    builder = StateGraph(State)
+    builder.add_node("solve", lambda state: {"answer": "right"})  # e.g. its model client bypasses LiteLLM
+    builder.add_edge(START, "solve")
+    builder.add_edge("solve", END)
+    with caplog.at_level(logging.WARNING, logger="osca.estimate"):
+        matrix = estimate(builder, "solve", PROBLEMS, CONFIGS, verify=right, c0=2, run_dir=tmp_path, progress=False)
+    assert (matrix.correct == 2).all()  # every configuration counts the same: hence the warning
+    [record] = caplog.records
+    assert "made no LiteLLM call through osca" in record.getMessage() and "osca.completion" in record.getMessage()
 
 
 def test_bad_input(tmp_path):

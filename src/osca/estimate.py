@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import inspect
 import json
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -34,6 +35,8 @@ from .allocation import Allocation
 from .configs import SamplingConfig
 from .counts import CountMatrix
 from .exceptions import BudgetError, ConfigError, DataError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["EstimationSpec", "LocalExecutor", "Problem", "RayExecutor", "StepReport", "aestimate", "estimate",
            "end_to_end", "learn_steps", "load_spec"]
@@ -185,7 +188,9 @@ def _draw_one(graph: Any, step: str, others: Mapping[str, Any], configs: Sequenc
         sampler = AllocatedSampler(configs, Allocation({config: 1}), seed=seed + k,
                                    call_site=f"{step}/{problem.id}/{k}")
         final = instrument(graph, {**others, step: sampler}).invoke(problem.input, _fresh_thread())
-        record.update(correct=_verdict(verify, problem, final), error=None)
+        spent = sampler.ledger.total()
+        record.update(correct=_verdict(verify, problem, final), error=None,
+                      routed=spent.samples + spent.cached + spent.failed > 0)
     except Exception as e:  # recorded, retried by the next run; never counted as correct
         record.update(correct=False, error=f"{type(e).__name__}: {e}")
     return record
@@ -281,7 +286,14 @@ async def aestimate(graph: Any, step: str, problems: Sequence[Problem], configs:
     with Progress(TextColumn(f"estimating {step}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   disable=not progress) as bar, log.open("a") as out:
         task = bar.add_task("", total=len(problems) * len(configs) * c0, completed=len(done))
+        unrouted: list[str] = []  # warned once per run
         async for record in (executor or LocalExecutor(concurrency)).map(_draw_one, calls):
+            if record.pop("routed", True) is False and not unrouted:
+                unrouted.append(record["problem"])
+                logger.warning("estimating %r: on problem %r the step made no LiteLLM call through osca, so every "
+                            "configuration counts the same there; if the step calls a model, that call bypasses "
+                            "osca (a `from litellm import completion` alias: use litellm.completion or "
+                            "osca.completion; or a client outside LiteLLM)", step, record["problem"])
             key = (record["problem"], record["config"], int(record["sample"]))
             append_record(out, {**record, "settings": expected(*key)})  # one writer: this loop; on disk before
             if record["error"] is None:                                   # the next sample is counted

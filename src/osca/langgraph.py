@@ -37,7 +37,7 @@ from .sampler import AllocatedSampler
 
 __all__ = ["SampledCall", "acompletion", "allocated", "completion", "instrument"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 CONFIG_KEY = "osca_samplers"
 _BYPASS = object()  # set while a sampler runs: its own requests must reach LiteLLM itself
 _route: ContextVar[Any] = ContextVar("osca_route", default=None)
@@ -198,7 +198,7 @@ def allocated(samplers: AllocatedSampler | Mapping[str, AllocatedSampler], *,
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         def finish(update: Any, calls: list[SampledCall]) -> Any:
             if not calls:  # issue 11: a node whose calls bypass the router would otherwise look sampled
-                log.warning("node %r is wrapped with osca.allocated but made no LiteLLM call through it; if it "
+                logger.warning("node %r is wrapped with osca.allocated but made no LiteLLM call through it; if it "
                             "calls a model, that call was not sampled: %s", _node_name()[0] or fn.__name__,
                             _bypass_hint(fn))
             return _with_calls(update, calls, state_key)
