@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from osca.agents.agentless.repo import (Element, elements, find_element, merge_intervals, numbered, parse_file_list,
-                                   parse_locations, python_files, repo_tree, skeleton)
+from osca.agents.agentless.repo import (Element, elements, find_element, fit_lines, fit_sections, fit_tree,
+                                        merge_intervals, numbered, parse_file_list, parse_locations, python_files,
+                                        rank_elements, rank_paths, repo_tree, skeleton)
 from osca.exceptions import DataError
 
 SAMPLE = '''"""Module docstring."""
@@ -270,3 +271,61 @@ def test_parse_file_list_resolves_dotted_module_names() -> None:
     known = ["calc/__init__.py", "calc/ops.py", "pkg/sub/__init__.py", "pkg/sub/mod.py"]
     answer = "```\ncalc.ops.add.py\ncalc/ops/ops.py\npkg.sub\nnot.a.module\n```"
     assert parse_file_list(answer, known, 5) == ["calc/ops.py", "pkg/sub/__init__.py"]
+
+
+# -- token budgets -----------------------------------------------------------------------------------------------
+
+def words(text: str) -> int:
+    """A stand-in token counter: whitespace-separated words (the graph uses LiteLLM's token_counter)."""
+    return len(text.split())
+
+
+ISSUE = "FlaskGroup does not pass create_app to ScriptInfo; `flask routes` should show each subdomain."
+PATHS = ["docs/conf.py", "src/flask/__init__.py", "src/flask/app.py", "src/flask/cli.py", "src/flask/json/tag.py",
+         "src/flask/scaffold.py", "src/flask/sansio/scaffold.py", "examples/tutorial/flaskr/db.py"]
+
+
+def test_rank_paths_puts_the_files_the_issue_speaks_of_first_deterministically() -> None:
+    ranked = rank_paths(PATHS, ISSUE)
+    assert ranked[0] == "src/flask/app.py"  # shares "flask" and "app" (from create_app) with the issue
+    assert set(ranked[-2:]) == {"docs/conf.py", "examples/tutorial/flaskr/db.py"}  # share nothing
+    assert sorted(ranked) == sorted(PATHS) and rank_paths(reversed(PATHS), ISSUE) == ranked
+    assert rank_paths(PATHS, "see src/flask/json/tag.py")[0] == "src/flask/json/tag.py"  # named outright
+
+
+def test_rank_elements_prefers_names_the_issue_mentions_then_source_order() -> None:
+    els = [Element("m.py", "function", "helper", 1, 2), Element("m.py", "method", "ScriptInfo.load_app", 3, 9),
+           Element("m.py", "class", "FlaskGroup", 10, 40), Element("m.py", "function", "other", 41, 42)]
+    ranked = [e.name for e in rank_elements(els, ISSUE)]
+    assert ranked[0] == "FlaskGroup" and ranked.index("ScriptInfo.load_app") < ranked.index("helper")
+    assert ranked[-2:] == ["helper", "other"]  # unrelated ones keep their source order
+
+
+def test_fit_tree_keeps_the_most_relevant_paths_that_fit() -> None:
+    ranked = rank_paths(PATHS, ISSUE)
+    tree, shown = fit_tree(ranked, 6, words)
+    assert words(tree) <= 6 and 0 < shown < len(PATHS)
+    assert tree == repo_tree(ranked[:shown])
+    assert fit_tree(ranked, 1000, words) == (repo_tree(ranked), len(PATHS))
+    assert fit_tree(ranked, 0, words) == ("", 0)
+
+
+def test_fit_lines_cuts_whole_lines_and_says_how_many_are_left_out() -> None:
+    text = "\n".join(f"line {i}" for i in range(1, 101))  # 200 words
+    assert fit_lines(text, 200, words) == text
+    cut = fit_lines(text, 50, words)
+    assert words(cut) <= 50 and cut.startswith("line 1\nline 2\n")
+    kept = cut.count("\n")
+    assert cut.endswith(f"... {100 - kept} more lines not shown")
+    assert fit_lines(text, 3, words) == ""  # not even the note fits
+
+
+def test_fit_sections_shares_the_budget_and_lets_short_sections_leave_room() -> None:
+    sections = {"a.py": "x = 1", "b.py": "\n".join(f"y{i} = {i}" for i in range(100)),
+                "c.py": "\n".join(f"z{i} = {i}" for i in range(100))}
+    fitted = fit_sections(sections, 120, words)
+    assert list(fitted) == ["a.py", "b.py", "c.py"] and fitted["a.py"] == "x = 1"
+    assert sum(words(t) for t in fitted.values()) <= 120
+    # a.py used 3 of its 40: b.py gets half of the 117 left, c.py the rest
+    assert 50 <= words(fitted["b.py"]) <= 58 and 50 <= words(fitted["c.py"]) <= 60
+    assert fit_sections(sections, 2, words) == {}
