@@ -606,3 +606,86 @@ def test_verdict_detail_is_printable() -> None:
                                    output="E   assert 1 == 3\x1b[2J\x1b]52;c;eA==\x07\r\n"))
     assert verdict.status is Status.FAILED
     assert verdict.detail.endswith("E   assert 1 == 3")
+
+
+# --- PatchVerifier: the instance's tests, not the candidate's -------------------------------------------------
+
+def _repo(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], check=True)
+    return tmp_path
+
+
+def _diff(path: str, old: str, new: str) -> str:
+    import difflib
+
+    body = "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                        f"a/{path}", f"b/{path}"))
+    return f"diff --git a/{path} b/{path}\n{body}"
+
+
+SETUP_CFG = "[metadata]\nname = calc\n\n[tool:pytest]\naddopts = -q\n"
+REPO = {"calc.py": "def add(a, b):\n    return a - b\n", "tests/test_calc.py": "def test_add():\n    pass\n",
+        "setup.cfg": SETUP_CFG, "pyproject.toml": "[project]\nname = 'calc'\n\n[tool.pytest.ini_options]\nx = 1\n"}
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("tests/test_calc.py", True), ("test_x.py", True), ("pkg/x_test.py", True), ("pkg/conftest.py", True),
+    ("testing/data.json", True), ("src/pkg/tests/fixtures/a.txt", True),
+    ("calc.py", False), ("src/testing.py", False), ("latest_results.py", False), ("pkg/attest.py", False)])
+def test_is_test_path(path: str, expected: bool) -> None:
+    from osca.verifiers import is_test_path
+
+    assert is_test_path(path) is expected
+
+
+def test_patch_verifier_drops_and_flags_changes_to_tests_and_pytest_config(tmp_path: Path) -> None:
+    from osca.verifiers import PatchVerifier
+
+    verifier = PatchVerifier(_repo(tmp_path, REPO), ["tests/test_calc.py::test_add"], sandbox=FakeSandbox(all_passed()))  # type: ignore[arg-type]
+    fix = _diff("calc.py", REPO["calc.py"], REPO["calc.py"].replace("a - b", "a + b"))
+    tests = _diff("tests/test_calc.py", REPO["tests/test_calc.py"], "def test_add():\n    assert True\n")
+    conftest = "diff --git a/conftest.py b/conftest.py\nnew file mode 100644\n--- /dev/null\n+++ b/conftest.py\n" \
+               "@@ -0,0 +1 @@\n+import pytest\n"
+    pytest_section = _diff("setup.cfg", SETUP_CFG, SETUP_CFG.replace("-q", "-q -p no:python"))
+    other_section = _diff("setup.cfg", SETUP_CFG, SETUP_CFG.replace("name = calc", "name = calc2"))
+    kept, flags = verifier._split(fix + tests + conftest + pytest_section)
+    assert kept == fix
+    assert flags == ["the patch touches test files (restored before the tests ran): conftest.py, tests/test_calc.py",
+                     "the patch touches pytest configuration (restored before the tests ran): setup.cfg"]
+    assert verifier._split(fix + other_section) == (fix, [])  # restored all the same, but not pytest's section
+    job = verifier.job(fix + conftest)
+    assert job.files == {".osca-patch-0.diff": fix}
+    assert {"conftest.py", "tests/test_calc.py", "setup.cfg", "pyproject.toml"} <= set(job.protect)
+    assert "calc.py" not in job.protect
+
+
+def test_pyproject_pytest_section_is_flagged(tmp_path: Path) -> None:
+    from osca.verifiers import PatchVerifier
+
+    verifier = PatchVerifier(_repo(tmp_path, REPO), ["tests/test_calc.py::test_add"], sandbox=FakeSandbox(all_passed()))  # type: ignore[arg-type]
+    old = REPO["pyproject.toml"]
+    assert verifier._split(_diff("pyproject.toml", old, old.replace("x = 1", "x = 2")))[1] == [
+        "the patch touches pytest configuration (restored before the tests ran): pyproject.toml"]
+    assert verifier._split(_diff("pyproject.toml", old, old.replace("'calc'", "'calc2'")))[1] == []
+
+
+def test_test_patch_is_applied_to_the_instance_on_the_host(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from osca.verifiers import PatchVerifier
+
+    test_patch = _diff("tests/test_calc.py", REPO["tests/test_calc.py"], "def test_add():\n    assert 1\n")
+    verifier = PatchVerifier(_repo(tmp_path, REPO), ["tests/test_calc.py::test_add"], test_patch=test_patch,
+                             sandbox=FakeSandbox(all_passed()))  # type: ignore[arg-type]
+    with tarfile.open(fileobj=io.BytesIO(verifier.job("").archive or b"")) as tar:
+        assert tar.extractfile("tests/test_calc.py").read() == b"def test_add():\n    assert 1\n"  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="test patch does not apply"):
+        PatchVerifier(tmp_path, ["tests/test_calc.py::test_add"], test_patch=test_patch.replace("pass", "nope"),
+                      sandbox=FakeSandbox(all_passed()))  # type: ignore[arg-type]

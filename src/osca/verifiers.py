@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import io
 import re
 import subprocess
+import tarfile
+import tempfile
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
@@ -54,6 +57,9 @@ class Verdict(BaseModel):
     duration: float = 0.0
     detail: str = ""
     """Why the status is what it is, and the tail of the test output."""
+    flags: list[str] = Field(default_factory=list)
+    """What deserves a second look whatever the status, e.g. a patch that touched tests or pytest configuration
+    (`PatchVerifier` restored them before the tests ran)."""
 
     @property
     def passed(self) -> bool:
@@ -268,6 +274,75 @@ def patch_setup(*patches: str) -> tuple[dict[str, str], list[list[str]]]:
             [["git", "apply", "--verbose", "--whitespace=nowarn", name] for name in names])
 
 
+# pytest's configuration files, and the section pytest reads in each (None: the whole file).
+PYTEST_CONFIG = {"pytest.ini": None, "pyproject.toml": "tool.pytest", "setup.cfg": "tool:pytest", "tox.ini": "pytest"}
+_SECTION = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
+_HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+\d+(?:,\d+)? @@")
+
+
+def is_test_path(path: str) -> bool:
+    """Whether a repository path belongs to the tests: `conftest.py`, `test_*.py`, `*_test.py`, or anything
+    under a `tests`, `test` or `testing` directory."""
+    p = PurePosixPath(path)
+    return (p.name == "conftest.py" or (p.suffix == ".py" and (p.name.startswith("test_") or p.stem.endswith("_test")))
+            or any(part in ("tests", "test", "testing") for part in p.parts[:-1]))
+
+
+def _file_sections(patch: str) -> list[tuple[list[str], str]]:
+    """A unified diff cut into one section per file: (the paths it names, its text)."""
+    lines = patch.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.startswith("diff --git ")]
+    if not starts:  # a plain unified diff: each file starts at its `--- ` line
+        starts = [i for i, line in enumerate(lines) if line.startswith("--- ")
+                  and i + 1 < len(lines) and lines[i + 1].startswith("+++ ")]
+    bounds = list(zip(starts, [*starts[1:], len(lines)]))
+    return [(patch_paths(text := "".join(lines[a:b])), text) for a, b in bounds]
+
+
+def _touches_pytest_section(section_text: str, original: str | None, section: str | None) -> bool:
+    """Whether a file's diff changes lines inside pytest's `section` of it (or adds that section)."""
+    if section is None:
+        return True
+    headers = [(n, m.group(1)) for n, line in enumerate((original or "").splitlines(), 1)
+               if (m := _SECTION.match(line))]
+
+    def inside(line_no: int) -> bool:
+        names = [name for n, name in headers if n <= line_no]
+        return bool(names) and names[-1].startswith(section)
+
+    old = 0
+    for line in section_text.splitlines():
+        if m := _HUNK.match(line):
+            old = int(m.group(1))
+        elif line.startswith(" "):
+            old += 1
+        elif line.startswith("-") and not line.startswith("---"):
+            if inside(old):
+                return True
+            old += 1
+        elif line.startswith("+") and not line.startswith("+++"):
+            header = _SECTION.match(line[1:])
+            if (header and header.group(1).startswith(section)) or inside(max(old - 1, 1)):
+                return True
+    return False
+
+
+def _apply_on_host(snapshot: bytes, patch: str) -> bytes:
+    """`snapshot` with a trusted `patch` (the instance's test patch, never a candidate's) applied."""
+    with tempfile.TemporaryDirectory(prefix="osca-instance-") as tmp:
+        with tarfile.open(fileobj=io.BytesIO(snapshot)) as tar:
+            tar.extractall(tmp, filter="tar")
+        for argv in (["git", "init", "-q"], ["git", "apply", "--whitespace=nowarn", "-"]):
+            proc = subprocess.run(argv, cwd=tmp, input=patch.encode(), capture_output=True)
+            if proc.returncode != 0:
+                raise ConfigError(f"the test patch does not apply: {proc.stderr.decode(errors='replace').strip()}")
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as tar:
+            for name in sorted(p.name for p in Path(tmp).iterdir() if p.name != ".git"):
+                tar.add(Path(tmp) / name, arcname=name)
+        return out.getvalue()
+
+
 class PatchVerifier:
     """Applies a candidate unified diff to a repository snapshot in the sandbox and runs the tests that must
     pass (SWE-bench's FAIL_TO_PASS + PASS_TO_PASS).
@@ -275,13 +350,21 @@ class PatchVerifier:
     A patch that names a path outside the repository is rejected before anything runs; one that does not
     apply is `setup_failed`. Both say why in `Verdict.detail`.
 
+    The tests are the instance's, not the candidate's (issue 12): the instance is the snapshot with
+    `test_patch` applied; the candidate's changes to test files (`is_test_path`), `conftest.py` or pytest's
+    configuration files (`PYTEST_CONFIG`) are dropped, such files are restored from the instance, and the test
+    process can neither change, remove nor replace them. A patch that tried is flagged in `Verdict.flags`
+    (test files; configuration when it touched pytest's section). What this cannot defend against: the code
+    under test IS the candidate and runs inside pytest's process, as in SWE-bench's own harness, so a patch
+    can still patch pytest at import, return objects equal to everything, or write the report itself.
+
     Args:
         repo: a git repository on the host (its files at `revision` are copied, never mounted).
         tests: pytest ids that must pass, e.g. ``["tests/test_calc.py::test_add"]``.
         test_command: the command that runs them and writes a JUnit report to ``{report}``; by default pytest
             on the test files the ids name.
-        test_patch: a diff applied after the candidate, e.g. SWE-bench's `test_patch` adding the tests that
-            must now pass.
+        test_patch: the instance's diff adding the tests that must now pass (SWE-bench's `test_patch`); it is
+            applied on the host, to the snapshot, once.
         sandbox: where to run (default: a fresh hardened container per verification).
         snapshot: a `repo_snapshot` of `repo` already taken (a large repository is then archived only once).
     """
@@ -293,21 +376,56 @@ class PatchVerifier:
         if not tests:
             raise ConfigError("a patch verifier needs the ids of the tests that must pass")
         self.expected = list(tests)
-        self.snapshot = snapshot if snapshot is not None else repo_snapshot(repo, revision)
+        snapshot = snapshot if snapshot is not None else repo_snapshot(repo, revision)
+        self.instance = _apply_on_host(snapshot, test_patch) if test_patch else snapshot
         files = list(dict.fromkeys(t.split("::")[0] for t in self.expected))
+        with tarfile.open(fileobj=io.BytesIO(self.instance)) as tar:
+            members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
+            self._configs = {name: tar.extractfile(m).read().decode("utf-8", "replace")  # type: ignore[union-attr]
+                             for name, m in members.items() if PurePosixPath(name).name in PYTEST_CONFIG}
+        self._protected = ({name for name in members if self._protects(name)} | set(files)
+                           | set(patch_paths(test_patch or "")))
         self.test_command = list(test_command) if test_command else pytest_command(timeout, *files)
         self.sandbox = sandbox or DockerSandbox()
         self.wall_clock = wall_clock
         self.test_patch = test_patch
 
+    @staticmethod
+    def _protects(path: str) -> bool:
+        return is_test_path(path) or PurePosixPath(path).name in PYTEST_CONFIG
+
     def check(self) -> None:
         """Raise before any sample is paid for when the sandbox cannot run the tests (`check_sandbox`)."""
         check_sandbox(self.sandbox)
 
+    def _split(self, patch: str) -> tuple[str, list[str]]:
+        """(the patch without its sections on protected paths, flags saying what those sections touched)."""
+        kept, tests, configs = [], set(), set()
+        for paths, text in _file_sections(patch):
+            if not any(self._protects(p) or p in self._protected for p in paths):
+                kept.append(text)
+                continue
+            for p in paths:
+                name = PurePosixPath(p).name
+                if name in PYTEST_CONFIG:
+                    if _touches_pytest_section(text, self._configs.get(p), PYTEST_CONFIG[name]):
+                        configs.add(p)
+                elif self._protects(p) or p in self._protected:
+                    tests.add(p)
+        flags = []
+        if tests:
+            flags.append(f"the patch touches test files (restored before the tests ran): {', '.join(sorted(tests))}")
+        if configs:
+            flags.append("the patch touches pytest configuration (restored before the tests ran): "
+                         + ", ".join(sorted(configs)))
+        return "".join(kept), flags
+
     def job(self, patch: str) -> Job:
-        files, setup = patch_setup(patch, *([self.test_patch] if self.test_patch else []))
-        return Job(files=files, archive=self.snapshot, setup=setup, argv=self.test_command,
-                   wall_clock=self.wall_clock, junit=True)
+        kept, _ = self._split(patch)
+        files, setup = patch_setup(kept) if kept.strip() else ({}, [])
+        protect = sorted(self._protected | {p for p in patch_paths(patch) if self._protects(p)})
+        return Job(files=files, archive=self.instance, setup=setup, argv=self.test_command,
+                   wall_clock=self.wall_clock, junit=True, protect=protect)
 
     def verify(self, patch: str) -> Verdict:
         paths = patch_paths(patch)
@@ -317,7 +435,8 @@ class PatchVerifier:
                            detail=f"patch names paths outside the repository: {', '.join(escaping)}")
         if not paths:
             return Verdict(status=Status.SETUP_FAILED, detail="not a unified diff: it names no file")
-        return judge(self.sandbox.run(self.job(patch)), self.expected)
+        verdict = judge(self.sandbox.run(self.job(patch)), self.expected)
+        return verdict.model_copy(update={"flags": self._split(patch)[1]})
 
     async def averify(self, patch: str) -> Verdict:
         return await asyncio.to_thread(self.verify, patch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import subprocess
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,67 @@ def test_patch_paths():
     assert set(patch_paths(GOLD)) == {"calc.py"}
     renamed = "diff --git a/x.py b/y.py\nrename from x.py\nrename to ../y.py\n"
     assert set(patch_paths(renamed)) == {"x.py", "y.py", "../y.py"}
+
+
+# --- hostile patches (issue 12): the tests that run are the instance's ----------------------------------------
+
+WRONG = diff(CALC.replace("a - b", "a - b  # looked at it"))
+TRIVIAL_TEST = "from calc import add, mul\n\n\ndef test_add():\n    pass\n\n\ndef test_mul():\n    pass\n"
+SKIP_BODIES = "import pytest\n\n\n@pytest.hookimpl(tryfirst=True)\ndef pytest_runtest_call(item):\n" \
+              "    item.runtest = lambda: None\n"
+
+
+def new_file(path: str, text: str) -> str:
+    lines = text.splitlines()
+    return (f"diff --git a/{path} b/{path}\nnew file mode 100644\n--- /dev/null\n+++ b/{path}\n"
+            f"@@ -0,0 +1,{len(lines)} @@\n" + "".join(f"+{line}\n" for line in lines))
+
+
+@pytest.mark.parametrize("tamper", [
+    pytest.param(diff(TRIVIAL_TEST, TEST, "tests/test_calc.py"), id="rewrites_the_test_file"),
+    pytest.param(new_file("conftest.py", SKIP_BODIES), id="adds_a_conftest"),
+    pytest.param(new_file("pytest.ini", "[pytest]\naddopts = -p no:python\n"), id="adds_pytest_ini"),
+])
+def test_patch_touching_tests_or_config_is_restored_and_flagged(verifier, tamper):
+    v = verifier.verify(WRONG + tamper)
+    assert v.status is Status.FAILED, v.detail
+    assert v.tests["tests/test_calc.py::test_add"] == "failed"
+    assert v.flags and "restored before the tests ran" in v.flags[0]
+
+
+def test_gold_patch_is_not_flagged(verifier):
+    assert verifier.verify(GOLD).flags == []
+
+
+def test_code_under_test_cannot_change_the_tests_at_run_time(verifier):
+    """At import the patched module tries to rewrite, remove and rename the tests: they are read-only to it."""
+    tamper = CALC + textwrap.dedent("""
+        import os
+        for attempt in (lambda: open("tests/test_calc.py", "w").write("def test_add():\\n    pass\\n"),
+                        lambda: os.unlink("tests/test_calc.py"),
+                        lambda: os.rename("tests/test_calc.py", "tests/old.py"),
+                        lambda: os.chmod("tests/test_calc.py", 0o666)):
+            try:
+                attempt()
+                print("TAMPERED")
+            except OSError:
+                pass
+        """)
+    v = verifier.verify(diff(tamper))
+    assert v.status is Status.FAILED, v.detail
+    assert "TAMPERED" not in v.detail
+
+
+def test_test_patch_adds_the_tests_that_must_pass(repo, docker_client):
+    test_patch = diff(TEST + "\n\ndef test_add_more():\n    assert add(1, 1) == 2\n", TEST, "tests/test_calc.py")
+    verifier = PatchVerifier(repo, [*FAIL_TO_PASS, "tests/test_calc.py::test_add_more"], test_patch=test_patch,
+                             sandbox=DockerSandbox(client=docker_client), timeout=5, wall_clock=30)
+    assert verifier.verify(GOLD).status is Status.PASSED
+    v = verifier.verify(WRONG)
+    assert v.status is Status.FAILED and v.tests["tests/test_calc.py::test_add_more"] == "failed", v.detail
+
+
+def test_in_process_attack_that_remains_possible(verifier):
+    """Documented, not defended: the code under test runs inside pytest's process and can patch pytest."""
+    cheat = CALC + "\nimport _pytest.python\n_pytest.python.Function.runtest = lambda self: None\n"
+    assert verifier.verify(diff(cheat)).status is Status.PASSED

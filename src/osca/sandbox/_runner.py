@@ -224,6 +224,17 @@ def _build_tree(files, archive):
             tar.extractall(WORK, **_TAR_FILTER)
 
 
+def _real_parents(path):
+    """Make every directory above `path` (relative to WORK) a real directory: a setup step may have left a
+    symlink there, and a restored file must land inside the locked tree."""
+    parent = WORK
+    for part in path.split("/")[:-1]:
+        parent = os.path.join(parent, part)
+        if os.path.islink(parent) or (os.path.lexists(parent) and not os.path.isdir(parent)):
+            os.unlink(parent)
+        os.makedirs(parent, exist_ok=True)
+
+
 def _lock_tree(archive, protect):
     """As TREE_UID after the setup steps: restore each `protect` path from the archive (or remove it where
     the archive has none), then give the tree to group JOB_UID: protected files read-only in sticky
@@ -236,6 +247,7 @@ def _lock_tree(archive, protect):
             members = {m.name.removeprefix("./"): m for m in tar.getmembers()}
             for path in protect:
                 target = os.path.join(WORK, path)
+                _real_parents(path)
                 if os.path.lexists(target) and not os.path.isdir(target):
                     os.unlink(target)
                 if path in members and members[path].isfile():
