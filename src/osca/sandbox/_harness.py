@@ -141,7 +141,10 @@ def serve_candidate(name, fd):
     except BaseException as e:  # noqa: B036  (anything at import is the candidate failing to load)
         send(sock, {"failed": _error_message(e)})
         return
-    names = {n: callable(v) for n, v in vars(module).items() if not (n.startswith("__") and n.endswith("__"))}
+    # Callables the candidate imported (typing.List, math.sqrt) stay out: a stand-in for them would shadow the
+    # tests' own imports after `from solution import *`.
+    names = {n: callable(v) for n, v in vars(module).items() if not (n.startswith("__") and n.endswith("__"))
+             and (not callable(v) or getattr(v, "__module__", None) == name)}
     send(sock, {"ready": names})
     while True:
         request = recv(sock)
