@@ -88,6 +88,7 @@ class SampleCache:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; two commits per sample are cheap
             with self._transaction():
                 self._db.execute("""CREATE TABLE IF NOT EXISTS samples (
                     call_site TEXT, config TEXT, idx INTEGER, request TEXT, value TEXT,
