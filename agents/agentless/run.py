@@ -64,13 +64,12 @@ def repo_source(repos: Path | None, instance: SWEInstance) -> Path | None:
     raise DataError(f"no clone of {instance.repo} in {repos} (expected {owner}__{name}/ or {name}/)")
 
 
-def trajectory(state: AgentlessState) -> dict[str, Any]:
-    """A JSON-able record of one instance's run, with what its calls cost per call site/configuration."""
-    record = {"instance_id": state["instance"].instance_id,
-              **{k: v for k, v in state.items()
-                 if k not in ("instance", "repo", "ledger", "tests", "sources", "related_spans")}}
-    if "ledger" in state:
-        record["spend"] = {"/".join(key): asdict(spend) for key, spend in state["ledger"].entries.items()}
+def trajectory(state: AgentlessState, ledger: Ledger | None = None) -> dict[str, Any]:
+    """A JSON-able record of one instance's run: its state as it is (data only, the live objects are in the
+    graph's runtime context), and with `ledger` what its calls cost per call site/configuration."""
+    record: dict[str, Any] = dict(state)
+    if ledger is not None:
+        record["spend"] = {"/".join(key): asdict(spend) for key, spend in ledger.entries.items()}
     return to_jsonable_python(record)
 
 
@@ -93,7 +92,8 @@ def run_spend(run_dir: Path) -> Spend:
 
 def run_instances(agent: Agentless, instances: Sequence[SWEInstance], *, run_dir: Path,
                   repos: Path | None = None, model_name: str = "osca-agentless", workers: int = 1,
-                  budget: Caps | None = None, on_instance: Callable[[str, str], None] | None = None) -> RunSummary:
+                  budget: Caps | None = None, on_instance: Callable[[str, str], None] | None = None,
+                  max_instance_seconds: float | None = None) -> RunSummary:
     """Solve each instance not yet in `run_dir/all_preds.jsonl`, appending its prediction and trajectory as
     soon as it is done. An instance that fails (a checkout or every model call failing) is reported and left
     for the next run; model output that yields no patch is a prediction with an empty patch.
@@ -104,8 +104,11 @@ def run_instances(agent: Agentless, instances: Sequence[SWEInstance], *, run_dir
             starts, like SWE-agent's total cost limit: instances already running finish (under the per-instance
             caps of `agent.ledger`), so the run can overshoot by what `workers` instances spend.
         on_instance: called with (instance_id, outcome) after each instance (progress bars).
+        max_instance_seconds: an instance's stages that would start later than this are skipped (`Agentless.solve`).
 
-    Each instance records its spend in its own ledger, added to `agent.ledger` and `spend.jsonl` when it ends.
+    An instance's trajectory is written after every step (`"in_progress": true` until it ends), so an interrupted
+    run (SIGTERM, a crash) leaves what each instance did so far. Each instance records its spend in its own
+    ledger, added to `agent.ledger` and `spend.jsonl` when it ends.
     """
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
@@ -125,17 +128,23 @@ def run_instances(agent: Agentless, instances: Sequence[SWEInstance], *, run_dir
                 _notify(on_instance, iid, "not started")
                 return
         ledger = Ledger(caps=agent.ledger.caps)
+        so_far: dict[str, Any] = {"instance_id": iid}
+
+        def persist(state: AgentlessState) -> None:
+            so_far.update(trajectory(state, ledger))
+            where.write_text(json.dumps({**so_far, "in_progress": True}, indent=1))
+
         try:
             repo = checkout(inst, workdir=run_dir / "repos", source=repo_source(repos, inst))
-            state = agent.solve(inst, repo, ledger=ledger)
+            state = agent.solve(inst, repo, ledger=ledger, max_seconds=max_instance_seconds, on_step=persist)
         except OscaError as e:
-            where.write_text(json.dumps({"instance_id": iid, "error": str(e)}))
+            where.write_text(json.dumps({**so_far, "error": str(e)}, indent=1))
             with lock:
                 charge(iid, ledger, "failed")
                 summary.failed[iid] = str(e)
                 _notify(on_instance, iid, "failed")
             return
-        where.write_text(json.dumps(trajectory(state), indent=1))
+        where.write_text(json.dumps(trajectory(state, ledger), indent=1))
         with lock:
             pred = Prediction(instance_id=iid, model_name_or_path=model_name, model_patch=state["selection"].patch)
             with preds.open("a", encoding="utf-8") as f:

@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
+
+import swe_mini
 
 from osca.agents.agentless.run import SPEND_LOG, repo_source, run_spend
 from osca.agents.agentless.swebench import SWEInstance
 from osca.exceptions import DataError
-from osca.ledger import Caps, Spend
+from osca.ledger import Caps, Ledger, Spend
 
 
 def record(iid: str, **spend: float) -> str:
@@ -29,7 +32,7 @@ def test_run_spend_names_a_broken_line(tmp_path: Path) -> None:
     (tmp_path / SPEND_LOG).write_text(record("a", samples=1) + "\nnot json\n" + record("b", samples=1) + "\n")
     with pytest.raises(DataError, match=r"spend.jsonl:2: not a spend record"):
         run_spend(tmp_path)
-    (tmp_path / SPEND_LOG).write_text(json.dumps({"instance_id": "a", "spend": {"dollars": 1}}) + "\n")
+    (tmp_path / SPEND_LOG).write_text(json.dumps({"instance_id": "a", "spend": {"euros": 1}}) + "\n")
     with pytest.raises(DataError, match=r"spend.jsonl:1"):
         run_spend(tmp_path)
 
@@ -52,3 +55,33 @@ def test_repo_source_finds_owner__name_or_name_and_names_what_is_missing(tmp_pat
     assert repo_source(tmp_path, inst) == tmp_path / "psf__requests"
     with pytest.raises(DataError, match="no clone of other/repo"):
         repo_source(tmp_path, SWEInstance.model_construct(repo="other/repo"))
+
+
+def plain_data(value: object) -> bool:
+    """JSON-like values and pydantic models made of them: what a checkpointer or a trajectory file can hold."""
+    if isinstance(value, BaseModel):
+        return all(plain_data(getattr(value, name)) for name in type(value).model_fields)
+    if isinstance(value, dict):
+        return all(isinstance(k, str | int) and plain_data(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(map(plain_data, value))
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def test_a_solved_state_is_data_only_and_its_trajectory_is_the_state_as_it_is(tmp_path: Path) -> None:
+    """Live objects (ledger, sandbox tests, file cache) travel in the graph's runtime context, so the state
+    serializes as it is: the trajectory holds every key of the state, and the instance's own spend."""
+    from test_graph import agent, scripted
+
+    from osca.agents.agentless.run import trajectory
+
+    instances, repos, _ = swe_mini.build_all(tmp_path)
+    model, _ = scripted()
+    ledger = Ledger()
+    state = agent(model).solve(instances[0], repos / "osca-mini__calc", ledger=ledger)
+    assert state["instance_id"] == "osca-mini__calc-1" and state["selection"].patch
+    assert plain_data(dict(state)), {k: type(v).__name__ for k, v in state.items() if not plain_data(v)}
+    record = json.loads(json.dumps(trajectory(state, ledger)))
+    assert set(record) == {*state, "spend"}
+    assert record["spend"]["repair/c01"]["samples"] == 2 and ledger.total(call_site="repair").samples == 4
+
