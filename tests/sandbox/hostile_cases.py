@@ -56,6 +56,15 @@ def _pytest_argv():
         if "pytest" in argv:
             return pid, argv
     return None, []
+
+def _rerun_pytest(pid, argv):
+    """Exec pytest again with its own arguments, in its own directory."""
+    if argv:
+        try:
+            os.chdir(os.readlink("/proc/%s/cwd" % pid))
+        except OSError:
+            pass
+        os.execv(sys.executable, [sys.executable, "-m"] + argv[argv.index("pytest"):])
 '''
 
 
@@ -136,12 +145,7 @@ CASES: list[Case] = [
                     f.write({TRIVIAL_TESTS!r})
             except OSError:
                 pass
-        if argv:
-            try:
-                os.chdir(cwd)
-            except OSError:
-                pass
-            os.execv(sys.executable, [sys.executable, "-m"] + argv[argv.index("pytest"):])
+        _rerun_pytest(pid, argv)
         '''),
     Case(
         "always_equal_object", "return an object equal to everything",
@@ -188,12 +192,7 @@ CASES: list[Case] = [
                         f.write(text)
                 except OSError:
                     pass
-        if argv:
-            try:
-                os.chdir(cwd)
-            except OSError:
-                pass
-            os.execv(sys.executable, [sys.executable, "-m"] + argv[argv.index("pytest"):])
+        _rerun_pytest(pid, argv)
         '''),
     _case("usercustomize_and_reexec", "install a usercustomize module that patches pytest, then rerun pytest", '''
         import site
@@ -206,9 +205,7 @@ CASES: list[Case] = [
                     f.write(PATCH)
             except OSError:
                 pass
-        pid, argv = _pytest_argv()
-        if argv:
-            os.execv(sys.executable, [sys.executable, "-m"] + argv[argv.index("pytest"):])
+        _rerun_pytest(*_pytest_argv())
         '''),
     _case("read_tests_for_answers", "read the tests and answer each call with the expected value written there",
           '''
