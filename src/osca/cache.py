@@ -37,7 +37,7 @@ T = TypeVar("T")
 Key = tuple[str, str, int, str]
 _WHERE = "call_site=? AND config=? AND idx=? AND request=?"
 _HOST = socket.gethostname()
-_MINE, _WAIT = "mine", "wait"
+_HIT, _MINE, _WAIT = "hit", "mine", "wait"
 
 
 class CacheWarning(UserWarning):
@@ -146,11 +146,11 @@ class SampleCache:
         return value if isinstance(value, dict) else None  # a damaged row is a miss; `put` replaces it
 
     def _try_claim(self, key: Key) -> tuple[str, dict[str, Any] | None]:
-        """One look at `key`: ("hit", value), (_WAIT, None) while another caller holds it, or (_MINE, None)."""
+        """One look at `key`: (_HIT, value), (_WAIT, None) while another caller holds it, or (_MINE, None)."""
         with self._transaction():
             value = self._stored(key)
             if value is not None:
-                return "hit", value
+                return _HIT, value
             if key in self._held:
                 return _WAIT, None
             row = self._db.execute(f"SELECT owner, host, pid, expires FROM claims WHERE {_WHERE}", key).fetchone()
@@ -168,12 +168,16 @@ class SampleCache:
         return min(self.poll, 0.01 * 2 ** tries)
 
     def _put(self, key: Key, value: dict[str, Any]) -> dict[str, Any]:
-        text = json.dumps(value)  # before the transaction: a value that is not JSON is the caller's error
+        try:
+            text = json.dumps(value)
+        except (TypeError, ValueError):  # the caller's error, raised; the key must not stay claimed meanwhile
+            self._release(key)
+            raise
         with self._transaction():
             stored = self._stored(key)
             if stored is None:
                 self._db.execute("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?)", (*key, text))
-            self._db.execute(f"DELETE FROM claims WHERE {_WHERE} AND owner=?", (*key, self._owner))
+            self._release(key)
         return value if stored is None else stored
 
     def _release(self, key: Key) -> None:
@@ -205,9 +209,10 @@ class SampleCache:
             The stored value: `value`, or the one another caller stored first (go on with that one).
         """
         key = (call_site, config, index, request)
-        out = self._guarded(lambda: self._put(key, value), value, "this sample is not stored")
-        self._held.discard(key)
-        return out
+        try:
+            return self._guarded(lambda: self._put(key, value), value, "this sample is not stored")
+        finally:
+            self._held.discard(key)
 
     def release(self, call_site: str, config: str, index: int, request: str) -> None:
         """Give up a claim without a value (the draw failed), so a waiting caller draws the key itself."""

@@ -126,6 +126,18 @@ def test_a_damaged_row_is_a_miss_and_is_replaced(cache):
     assert cache.get("site", "cfg", 0, KEY) == VALUE
 
 
+def test_a_value_that_is_not_json_is_refused_and_frees_its_key(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with SampleCache(path, lease=30) as cache, SampleCache(path, poll=0.01) as other:
+        assert cache.claim("site", "cfg", 0, KEY) is None
+        with pytest.raises(TypeError):
+            cache.put("site", "cfg", 0, KEY, {"text": object()})
+        start = time.monotonic()
+        assert other.claim("site", "cfg", 0, KEY) is None
+        assert time.monotonic() - start < 10  # not left waiting for the 30 s lease
+        assert cache.get("site", "cfg", 0, KEY) is None
+
+
 def test_discard_drops_a_value_the_caller_cannot_use(cache):
     cache.put("site", "cfg", 0, KEY, {"text": ["not", "a", "string"]})
     cache.discard("site", "cfg", 0, KEY)
