@@ -115,7 +115,10 @@ class _Drain:
                 self.data += chunk
                 if len(self.data) > cap:
                     self.overflow = True
-                    self.data = self.data[:cap] if keep == "head" else self.data[-cap:]
+                    if keep == "head":
+                        del self.data[cap:]
+                    else:
+                        del self.data[:len(self.data) - cap]
 
     def join(self, timeout):
         self._thread.join(timeout)
@@ -177,12 +180,33 @@ def _kill_all():
         pass
 
 
+def _kill_by_scan(uids):
+    """SIGKILL every process of `uids` found in /proc, until none is left (no fork needed: root holds CAP_KILL)."""
+    for _ in range(1000):
+        found = False
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open("/proc/%s/stat" % pid) as f:
+                    zombie = f.read().rpartition(")")[2].split()[0] == "Z"  # dead, only not yet reaped
+                if not zombie and os.stat("/proc/" + pid).st_uid in uids:
+                    os.kill(int(pid), signal.SIGKILL)
+                    found = True
+            except OSError:
+                pass  # gone meanwhile
+        if not found:
+            return
+        time.sleep(0.01)
+
+
 def _end(uids, started):
     """Kill every process of `uids`; where the runner cannot switch uids, the sessions it `started` (a process
     that left its session then survives: the weaker setup the module docstring names)."""
     if SWITCH:
         for uid in uids:
-            kill_uid(uid)
+            try:
+                kill_uid(uid)
+            except OSError:  # no pid left to fork the killer: a fork bomb at the pids limit
+                _kill_by_scan(set(uids))
         return
     for proc in started:
         try:
@@ -344,15 +368,15 @@ class _Run:
             os.fchmod(report_w, 0o622)  # the job reopens it as `{report}`; no other process can reach its fds
             self.report = _Drain(report_r, REPORT_CAP, keep="head")
             pass_fds.append(report_w)
-        if spec.get("candidate") is not None:
-            candidate, channel = _start_candidate(spec.get("candidate_module", "solution"), spec["candidate"],
-                                                  self.out_w)
-            self.started.append(candidate)
-            pass_fds.append(channel.fileno())
-            env["OSCA_CANDIDATE_FD"] = str(channel.fileno())
         report = "/proc/self/fd/%d" % report_w if report_w is not None else ""
         argv = [a.replace("{report}", report) for a in spec["argv"]]
         try:
+            if spec.get("candidate") is not None:
+                candidate, channel = _start_candidate(spec.get("candidate_module", "solution"), spec["candidate"],
+                                                      self.out_w)
+                self.started.append(candidate)
+                pass_fds.append(channel.fileno())
+                env["OSCA_CANDIDATE_FD"] = str(channel.fileno())
             proc = self.start(argv, JOB_UID, env=env, pass_fds=pass_fds)
         except OSError as e:
             os.write(self.out_w, ("cannot start %s: %s\n" % (argv[0], e)).encode())
