@@ -185,13 +185,14 @@ def _kill_by_scan(uids):
     for _ in range(1000):
         found = False
         for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open("/proc/%s/stat" % pid) as f:
-                    zombie = f.read().rpartition(")")[2].split()[0] == "Z"  # dead, only not yet reaped
-                if not zombie and os.stat("/proc/" + pid).st_uid in uids:
+            try:  # /proc/<pid>/status, not the directory's owner: a non-dumpable process's belongs to root
+                with open("/proc/%s/status" % pid) as f:
+                    status = dict(line.split(":", 1) for line in f if ":" in line)
+                zombie = status["State"].split()[0] == "Z"  # dead, only not yet reaped
+                if not zombie and int(status["Uid"].split()[0]) in uids:
                     os.kill(int(pid), signal.SIGKILL)
                     found = True
-            except OSError:
+            except (OSError, KeyError, ValueError):
                 pass  # gone meanwhile
         if not found:
             return
