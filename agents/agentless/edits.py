@@ -43,21 +43,25 @@ _SEARCH = re.compile(r"^\s*<{5,9}\s*SEARCH\s*$")
 _DIVIDER = re.compile(r"^\s*={5,9}\s*$")
 _REPLACE = re.compile(r"^\s*>{5,9}\s*REPLACE\s*$")
 # "### path/to/file.py": the path has a "/" or ends in an extension, so a heading ("### Fix", "## Step 1.") is
-# not taken for one.
-_PATH = re.compile(r"^\s*#{2,4}\s+(?:File:\s*)?[`*]*(?:\./)?((?:[\w.-]+/)*[\w-][\w.-]*\.\w+|(?:[\w.-]+/)+[\w.-]+)"
-                   r"[`*]*\s*$")
+# not taken for one. Small models also write "# path", "File: path", "`path`:" or the bare path; a line without
+# "#" counts only when its path has a "/" or ends in ".py", so a stray "x.y" outside a block is not a file.
+_PATH = re.compile(r"^\s*#{1,4}\s*(?:file:\s*)?[`*]*(?:\./)?((?:[\w.-]+/)*[\w-][\w.-]*\.\w+|(?:[\w.-]+/)+[\w.-]+)"
+                   r"[`*]*:?\s*$", re.I)
+_BARE_PATH = re.compile(r"^\s*(?:file:\s*)?[`*]*(?:\./)?((?:[\w.-]+/)+[\w-][\w.-]*\.\w+|[\w-][\w.-]*\.py)[`*]*:?\s*$",
+                        re.I)
 
 
 def _block_text(lines: list[str]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def parse_edits(text: str) -> list[SearchReplace]:
+def parse_edits(text: str, default_path: str | None = None) -> list[SearchReplace]:
     """Every SEARCH/REPLACE block of a repair answer, in order.
 
     A block is a "### path/to/file.py" line, then "<<<<<<< SEARCH", the old lines, "=======", the new lines and
-    ">>>>>>> REPLACE", each marker on its own line; fences such as ```python around blocks are ignored. A block
-    with no path line before it edits the file of the previous block.
+    ">>>>>>> REPLACE", each marker on its own line; fences such as ```python around blocks are ignored. The path
+    line may also be "# path", "File: path", "`path`:" or the bare path. A block with no path line before it
+    edits the file of the previous block, or `default_path` (the one file the model was shown) for the first.
 
     Returns:
         The edits; [] when the answer has no block.
@@ -67,7 +71,7 @@ def parse_edits(text: str) -> list[SearchReplace]:
             comes without a block.
     """
     edits: list[SearchReplace] = []
-    path: str | None = None
+    path: str | None = default_path
     search: list[str] = []
     replace: list[str] = []
     state, start = "out", 0  # state: out | search | replace
@@ -80,7 +84,7 @@ def parse_edits(text: str) -> list[SearchReplace]:
                 state, search, replace, start = "search", [], [], i
             elif _REPLACE.match(line):
                 raise EditError(f"answer line {i}: a REPLACE marker without a SEARCH block")
-            elif m := _PATH.match(line):
+            elif m := _PATH.match(line) or _BARE_PATH.match(line):
                 path = m.group(1)
         elif state == "search":
             if _DIVIDER.match(line):
@@ -122,6 +126,15 @@ def _occurrences(lines: list[str], needle: list[str], key=lambda s: s) -> list[i
     return [i for i in range(len(lines) - n + 1) if [key(s) for s in lines[i:i + n]] == wanted]
 
 
+def _indentation(line: str) -> str:
+    return line[:len(line) - len(line.lstrip())]
+
+
+def _reindent(lines: list[str], old: str, new: str) -> list[str]:
+    """`lines` with the leading `old` indentation replaced by `new` where they start with it."""
+    return [new + line[len(old):] if line.strip() and line.startswith(old) else line for line in lines]
+
+
 def _parse_error(source: str) -> str | None:
     try:
         parse_quietly(source)
@@ -144,8 +157,10 @@ def apply_edits(files: Mapping[str, str], edits: Iterable[SearchReplace], *,
     """Apply `edits` in order and return the new contents of the files they changed.
 
     Matching is by whole lines: the search lines must occur exactly once in the file as it stands after the
-    earlier edits, compared exactly, or else compared with trailing whitespace stripped from every line. The
-    replacement lines are inserted as written.
+    earlier edits, compared exactly, or else with trailing whitespace stripped from every line, or else with all
+    surrounding whitespace stripped; in that last case the replacement is re-indented by the difference between
+    the first searched line's indentation in the answer and in the file (a block shifted as a whole). Otherwise
+    the replacement lines are inserted as written.
 
     With `allowed`, every line an edit replaces must lie in one allowed region of its file. Regions are the
     file's intervals (1-based inclusive lines of the ORIGINAL file), overlapping or adjacent ones merged. The
@@ -187,9 +202,12 @@ def apply_edits(files: Mapping[str, str], edits: Iterable[SearchReplace], *,
                 regions[edit.path] = merge_intervals(allowed[edit.path])
                 tags[edit.path] = [_region(i, regions[edit.path]) for i in range(1, len(lines) + 1)]
         lines, trailing = current[edit.path]
-        hits = _occurrences(lines, needle)
-        if not hits:
-            hits = _occurrences(lines, needle, key=str.rstrip)
+        new_lines, _ = _split(edit.replace)
+        hits = _occurrences(lines, needle) or _occurrences(lines, needle, key=str.rstrip)
+        if not hits and (hits := _occurrences(lines, needle, key=str.strip)):
+            # the model shifted the whole block's indentation (small models drop the leading spaces): shift
+            # the replacement the same way, relative to the first searched line
+            new_lines = _reindent(new_lines, _indentation(needle[0]), _indentation(lines[hits[0]]))
         if not hits:
             raise EditError(f"{what}: the SEARCH text was not found in the file")
         if len(hits) > 1:
@@ -197,7 +215,6 @@ def apply_edits(files: Mapping[str, str], edits: Iterable[SearchReplace], *,
             raise EditError(f"{what}: the SEARCH text was found {len(hits)} times (at lines {where}); "
                             "it must be unique")
         at, size = hits[0], len(needle)
-        new_lines, _ = _split(edit.replace)
         if allowed is not None:
             touched = set(tags[edit.path][at:at + size])
             if len(touched) != 1 or None in touched:

@@ -22,15 +22,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from osca import Allocation, SamplingConfig
-from osca._litellm import litellm
+from osca import Allocation, SamplingConfig, litellm
 from osca.cache import SampleCache
 from osca.exceptions import ConfigError, DataError
 from osca.ledger import Ledger
@@ -39,15 +38,17 @@ from osca.selectors import extract_code
 
 from . import prompts
 from .edits import EditError, apply_edits, make_diff, normalized_patch, parse_edits
-from .repo import (Element, elements, find_element, fit_lines, fit_sections, fit_tree,
-                   merge_intervals, numbered,
-                   parse_file_list, parse_locations, python_files, rank_elements, rank_paths, skeleton)
+from .repo import (Element, elements, find_element, fit_lines, fit_sections, fit_tree, merge_intervals, numbered,
+                   parse_file_list, parse_locations, python_files, rank_elements, rank_paths, resolve_path,
+                   skeleton)
 from .select import PatchCandidate, Selection, select_patch
 from .swebench import SWEInstance
 from .testing import InstanceTests, instance_tests
 
 if TYPE_CHECKING:
     from langgraph.runtime import Runtime
+
+    from osca import AllocatedSampler
 
 __all__ = ["Agentless", "AgentlessContext", "AgentlessSettings", "AgentlessState", "RepoFiles", "default_repair"]
 
@@ -195,7 +196,11 @@ class Agentless:
             set, the set in `prompt_variant`) and samples per configuration, e.g. learned with
             `osca.learn_allocation` (see examples/agentless_allocation.py).
         sandbox: where patches and reproduction scripts run (default: a fresh Docker container per job).
-        cache, ledger: shared by every call site (a re-run replays cached samples).
+        cache, ledger: shared by every call site (a re-run replays cached samples); `ledger` is where a solve
+            records its spend unless it is given its own.
+
+    Each LLM call site (a node that asks a model) has one `AllocatedSampler`, built here once and shared by
+    every instance the agent solves (`samplers`); a solve's calls pass its ledger.
     """
 
     def __init__(self, settings: AgentlessSettings, repair_configs: Sequence[SamplingConfig],
@@ -212,9 +217,33 @@ class Agentless:
         if unknown:
             raise ConfigError(f"repair configurations name unknown location set(s) {sorted(unknown)} "
                               f"(known: {', '.join(settings.location_sets)})")
+        first = next(iter(settings.location_sets))  # configurations without a location set see the first one
+        self.repair_configs = [c if c.prompt_variant else c.model_copy(update={"prompt_variant": first})
+                               for c in self.repair_configs]
         self.sandbox = sandbox
         self.cache = cache
         self.ledger = ledger or Ledger()
+        self.samplers = self._samplers()
+
+    def _samplers(self) -> dict[str, AllocatedSampler]:
+        """Call site -> its sampler. Localization and the reproduction script draw from `settings.model`; repair
+        draws the allocation, each configuration shown its location set's prompt (the call sends one user
+        message per set, in `settings.location_sets` order, and each variant keeps its own)."""
+        from osca.sampler import AllocatedSampler
+
+        s = self.settings
+        draws = {"localize_files": (1, 0.0), "localize_elements": (1, 0.0),
+                 "localize_edits": (s.edit_samples, s.edit_temperature)}
+        if s.reproduction_samples:
+            n = s.reproduction_samples
+            draws["write_reproduction"] = (n, s.edit_temperature if n > 1 else 0.0)
+        samplers = {step: AllocatedSampler([SamplingConfig(name=step, model=s.model, temperature=t)], {step: n},
+                                           call_site=step, cache=self.cache, ledger=self.ledger, seed=0)
+                    for step, (n, t) in draws.items()}
+        variants = {name: (lambda messages, i=i: [messages[i]]) for i, name in enumerate(s.location_sets)}
+        samplers["repair"] = AllocatedSampler(self.repair_configs, self.repair_allocation, call_site="repair",
+                                              cache=self.cache, ledger=self.ledger, prompt_variants=variants, seed=0)
+        return samplers
 
     # ------------------------------------------------------------------------------------------ graph
 
@@ -337,21 +366,15 @@ class Agentless:
         """The problem statement, cut to half the prompt budget (a few issues paste whole logs)."""
         return fit_lines(state["problem"], self.prompt_budget // 2, self._count)
 
-    def _ask(self, ctx: AgentlessContext, step: str, prompt: str, n: int = 1,
-             temperature: float = 0.0) -> list[str]:
-        """The answers of `n` samples from the localization model, through a one-configuration sampler (cached,
-        ledgered); the failed samples are left out.
+    def _ask(self, ctx: AgentlessContext, step: str, prompt: str) -> list[str]:
+        """The answers of the samples `step`'s sampler draws for `prompt` (cached, in the solve's ledger); the
+        failed samples are left out.
 
         Raises:
             DataError: every sample failed (the first error is named).
         """
-        from osca.sampler import AllocatedSampler
-
-        config = SamplingConfig(name=step, model=self.settings.model, temperature=temperature)
-        sampler = AllocatedSampler([config], {step: n}, call_site=step, cache=self.cache, ledger=ctx.ledger,
-                                   seed=0)
-        resp = sampler.completion(messages=[{"role": "user", "content": prompt}],
-                                  max_tokens=self.settings.max_tokens)
+        resp = self.samplers[step].completion(messages=[{"role": "user", "content": prompt}],
+                                              max_tokens=self.settings.max_tokens, ledger=ctx.ledger)
         answers = [c.text or "" for c in resp.osca.candidates if not c.error]
         if not answers:
             raise DataError(f"every {step} sample failed: {resp.osca.candidates[0].error if resp.osca.candidates else 'none'}")
@@ -401,8 +424,7 @@ class Agentless:
         snippets = {p: "\n...\n".join(numbered(sources.text(p), s, e) for s, e in iv) for p, iv in spans.items()}
         frame = prompts.edit_locations(problem, dict.fromkeys(snippets, ""))
         prompt = prompts.edit_locations(problem, fit_sections(snippets, self._room(frame), self._count))
-        answers = self._ask(ctx, "localize_edits", prompt, n=self.settings.edit_samples,
-                            temperature=self.settings.edit_temperature)
+        answers = self._ask(ctx, "localize_edits", prompt)
         found = [self._intervals(ctx.sources, parse_locations(a, list(spans))) for a in answers]
         return {"edit_locations": found, "related_spans": spans, "answers": {"localize_edits": answers},
                 "report": {"prompt_tokens": [self._count(prompt)],
@@ -428,26 +450,21 @@ class Agentless:
 
     def repair(self, state: AgentlessState, ctx: AgentlessContext) -> dict[str, Any]:
         """Draw candidates per the repair allocation; each configuration sees the code of its location set."""
-        from osca.sampler import AllocatedSampler
-
         sets = state["location_sets"]
         if not any(sets.values()):  # nothing localized (merge_locations fills every set, or none)
             return {"candidates": [], "report": {"note": "nothing localized"}}
         problem = self._problem(state)
         by_set = {}
-        for name, iv in sets.items():
-            code = self._snippets(ctx.sources, iv)
+        for name in self.settings.location_sets:
+            code = self._snippets(ctx.sources, sets.get(name) or {})
             room = self._room(prompts.repair(problem, dict.fromkeys(code, "")))
             by_set[name] = prompts.repair(problem, fit_sections(code, room, self._count))
-        variants = {name: (lambda _msgs, p=p: [{"role": "user", "content": p}]) for name, p in by_set.items()}
-        sampler = AllocatedSampler(self.repair_configs, self.repair_allocation, call_site="repair",
-                                   cache=self.cache, ledger=ctx.ledger, prompt_variants=variants, seed=0)
-        first = next(iter(sets))  # configurations without a location set see the first one
-        resp = sampler.completion(messages=[{"role": "user", "content": by_set[first]}],
-                                  max_tokens=self.settings.max_tokens)
+        resp = self.samplers["repair"].completion(
+            messages=[{"role": "user", "content": prompt} for prompt in by_set.values()],
+            max_tokens=self.settings.max_tokens, ledger=ctx.ledger)
         by_name = {c.name: c for c in self.repair_configs}
         candidates = [PatchCandidate(config=c.config, index=c.index, text=c.text or "", error=c.error,
-                                     location_set=by_name[c.config].prompt_variant or first)
+                                     location_set=by_name[c.config].prompt_variant)
                       for c in resp.osca.candidates]
         return {"candidates": candidates,
                 "report": {"prompt_tokens": {n: self._count(p) for n, p in by_set.items()},
@@ -463,7 +480,10 @@ class Agentless:
                 continue
             allowed = state["location_sets"].get(cand.location_set) or {}
             try:
-                edits = parse_edits(cand.text)
+                # a path the model shortened or prefixed ("flask/cli.py", "/testbed/src/flask/cli.py") names the
+                # localized file it ends like; a block without a path edits the only file shown
+                edits = [replace(e, path=resolve_path(e.path, allowed) or e.path) for e in
+                         parse_edits(cand.text, default_path=next(iter(allowed)) if len(allowed) == 1 else None)]
                 if not edits:
                     raise EditError("the answer has no SEARCH/REPLACE edit")
                 old = {p: ctx.sources.text(p) for p in allowed}
@@ -493,8 +513,7 @@ class Agentless:
         if n == 0:
             return {"reproduction": {"script": None, "tried": []}, "report": {"note": "reproduction_samples is 0"}}
         prompt = prompts.reproduction(self._problem(state))
-        answers = self._ask(ctx, "write_reproduction", prompt, n=n,
-                            temperature=self.settings.edit_temperature if n > 1 else 0.0)
+        answers = self._ask(ctx, "write_reproduction", prompt)
         chosen = ctx.tests.choose_reproduction([extract_code(a) for a in answers])
         return {"reproduction": chosen, "answers": {"write_reproduction": answers},
                 "report": {"prompt_tokens": [self._count(prompt)], "scripts": len(answers),

@@ -27,7 +27,7 @@ from osca.exceptions import DataError
 
 __all__ = ["Element", "ElementKind", "Interval", "TokenCounter", "elements", "find_element", "fit_lines",
            "fit_sections", "fit_tree", "merge_intervals", "numbered", "parse_file_list", "parse_locations",
-           "parse_quietly", "python_files", "rank_elements", "rank_paths", "repo_tree", "skeleton"]
+           "parse_quietly", "python_files", "rank_elements", "rank_paths", "repo_tree", "resolve_path", "skeleton"]
 
 Interval = tuple[int, int]
 """1-based inclusive line range `(start, end)`."""
@@ -351,7 +351,7 @@ def _clean(line: str) -> str:
     return _HEADING.sub("", line)
 
 
-def _resolve(candidate: str, known: Collection[str]) -> str | None:
+def resolve_path(candidate: str, known: Collection[str]) -> str | None:
     """A known path that `candidate` names: exactly, as a longer path ending in it ("/testbed/pkg/calc.py",
     "a/pkg/calc.py"), or as its unique tail ("calc.py" for "pkg/calc.py")."""
     candidate = candidate.strip().removeprefix("./")
@@ -403,7 +403,7 @@ def parse_file_list(text: str, known_paths: Collection[str], limit: int) -> list
     known = set(known_paths)
     out: list[str] = []
     for line in _answer_lines(text):
-        path = _resolve(_path_token(_clean(line)), known)
+        path = resolve_path(_path_token(_clean(line)), known)
         if path is not None and path not in out:
             out.append(path)
     return out[:max(limit, 0)]
@@ -456,7 +456,7 @@ def parse_locations(text: str, known_paths: Collection[str]) -> dict[str, list[s
                         out[current].append(loc)
             continue
         token = _path_token(line)
-        path = _resolve(token, known)
+        path = resolve_path(token, known)
         if path is not None:
             current = path
             out.setdefault(path, [])

@@ -65,6 +65,20 @@ def test_parse_edits_keeps_markers_like_content_inside_blocks() -> None:
     assert parse_edits(answer) == [SearchReplace("a.py", "x = 1\n", "### not/a/path.py\nx = 2\n")]
 
 
+@pytest.mark.parametrize("head", ["# pkg/calc.py", "File: pkg/calc.py", "`pkg/calc.py`:", "pkg/calc.py",
+                                  "**pkg/calc.py**", "## File: `pkg/calc.py`", "calc.py:"])
+def test_parse_edits_path_lines_small_models_write(head: str) -> None:
+    answer = f"Here is the fix.\n```python\n{head}\n<<<<<<< SEARCH\nx = 1\n=======\nx = 2\n>>>>>>> REPLACE\n```"
+    assert [e.path for e in parse_edits(answer)] == ["calc.py" if head == "calc.py:" else "pkg/calc.py"]
+
+
+def test_parse_edits_default_path_for_a_block_without_one() -> None:
+    answer = "```python\n<<<<<<< SEARCH\nx = 1\n=======\nx = 2\n>>>>>>> REPLACE\n```"
+    assert parse_edits(answer, default_path="pkg/calc.py") == [SearchReplace("pkg/calc.py", "x = 1\n", "x = 2\n")]
+    # prose sentences are not paths, even with a dot in them
+    assert parse_edits("Change it like this.\n" + answer, default_path="a.py")[0].path == "a.py"
+
+
 def test_parse_edits_no_blocks() -> None:
     assert parse_edits("I could not find the bug.\n```python\nprint(1)\n```") == []
 
@@ -97,13 +111,33 @@ def test_apply_exact_and_only_changed_files_returned() -> None:
     assert noop == {}
 
 
-def test_apply_tolerates_trailing_whitespace_but_not_indentation() -> None:
+def test_apply_tolerates_trailing_whitespace() -> None:
     files = {"calc.py": CALC.replace("def sub(a, b):\n", "def sub(a, b):   \n")}
     new = apply_edits(files, [SearchReplace("calc.py", "def sub(a, b):\n    return a - b\n",
                                             "def sub(a, b):\n    return -(b - a)\n")])
     assert "def sub(a, b):\n    return -(b - a)\n" in new["calc.py"]
-    with pytest.raises(EditError, match="not found"):
-        apply_edits(files, [SearchReplace("calc.py", "return a - b\n", "return 0\n")])  # indentation differs
+
+
+METHOD = """class Box:
+    def get(self, key):
+        if key in self.items:
+            return self.items[key]
+        return None
+"""
+
+
+def test_apply_reindents_a_block_the_model_shifted_as_a_whole() -> None:
+    """Small models drop a method body's leading spaces: the match ignores them and the replacement is shifted
+    back by the same amount, keeping its own relative indentation."""
+    dedented = SearchReplace("box.py", "if key in self.items:\n    return self.items[key]\n",
+                             "if key in self.items:\n    return self.items[key]\nif key is None:\n    raise KeyError\n")
+    new = apply_edits({"box.py": METHOD}, [dedented])["box.py"]
+    assert "        if key is None:\n            raise KeyError\n        return None\n" in new
+    calc = apply_edits({"calc.py": CALC}, [SearchReplace("calc.py", "return a - b\n", "return b - a\n")])
+    assert "def sub(a, b):\n    return b - a\n" in calc["calc.py"]
+    with pytest.raises(EditError, match="found 2 times"):  # stripped lines must still be unique
+        apply_edits({"d.py": "def f():\n    x = 1\n\ndef g():\n    x = 1\n"},
+                    [SearchReplace("d.py", "x = 1\n", "x = 2\n")])
 
 
 def test_apply_edits_in_order_later_edit_sees_earlier_result() -> None:
