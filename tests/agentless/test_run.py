@@ -85,3 +85,30 @@ def test_a_solved_state_is_data_only_and_its_trajectory_is_the_state_as_it_is(tm
     assert set(record) == {*state, "spend"}
     assert record["spend"]["repair/c01"]["samples"] == 2 and ledger.total(call_site="repair").samples == 4
 
+
+def test_one_sampler_per_call_site_serves_a_whole_run_and_each_instance_keeps_its_own_spend(tmp_path: Path) -> None:
+    from test_graph import QuietSandbox, scripted
+
+    from osca import Allocation, SamplingConfig
+    from osca.agents.agentless.graph import Agentless, AgentlessSettings
+    from osca.agents.agentless.run import run_instances
+
+    instances, repos, _ = swe_mini.build_all(tmp_path)
+    model, _ = scripted()
+    configs = [SamplingConfig(name="c01", model=model, temperature=0.4, prompt_variant="loc_merged_0-1"),
+               SamplingConfig(name="first", model=model, temperature=0.8)]  # no set named: the first one
+    agent = Agentless(AgentlessSettings(model=model, context=1, reproduction_samples=0), configs,
+                      Allocation({"c01": 2, "first": 1}), sandbox=QuietSandbox())
+    samplers = dict(agent.samplers)
+    assert set(samplers) == {"localize_files", "localize_elements", "localize_edits", "repair"}
+    summary = run_instances(agent, instances, run_dir=tmp_path / "run", repos=repos, workers=2)
+    assert sorted(summary.done) == sorted(i.instance_id for i in instances)
+    assert all(agent.samplers[site] is sampler for site, sampler in samplers.items())
+    for inst in instances:  # each instance's spend is its own although the samplers are shared
+        record = json.loads((tmp_path / "run" / "trajectories" / f"{inst.instance_id}.json").read_text())
+        assert {k: v["samples"] for k, v in record["spend"].items()} == {
+            "localize_files/localize_files": 1, "localize_elements/localize_elements": 1,
+            "localize_edits/localize_edits": 4, "repair/c01": 2, "repair/first": 1}
+        assert {c["location_set"] for c in record["candidates"] if c["config"] == "first"} == {"loc_merged_0-1"}
+    # the agent's ledger adds the instances' up once: no call was recorded there directly
+    assert agent.ledger.total().samples == 2 * 9 and agent.ledger.total(call_site="repair").samples == 6
