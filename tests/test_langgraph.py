@@ -200,3 +200,47 @@ def test_osca_completion_is_routed_wherever_it_was_imported_from():
     assert asyncio.run(builder.compile().ainvoke({"out": []}))["out"][0].endswith(("t=0.1", "t=0.9"))
     assert s.ledger.total().samples == 6
     assert osca.completion is completion and "completion" in osca.__all__
+
+
+def failing_over_router() -> litellm.Router:
+    """Group "team" fails sample 1 (a 500); the Router then falls back to group "backup"."""
+    def primary(messages, index, params):
+        if index == 1:
+            raise litellm.InternalServerError("primary is down", llm_provider="scripted", model="primary")
+        return f"primary {index}"
+
+    return litellm.Router(model_list=[
+        {"model_name": "team", "litellm_params": {"model": register_script("router-primary", primary)}},
+        {"model_name": "backup", "litellm_params": {"model": register_script("router-backup",
+                                                                              lambda m, i, p: f"backup {i}")}},
+    ], fallbacks=[{"team": ["backup"]}])
+
+
+def test_a_router_call_in_a_wrapped_node_samples_each_candidate_through_that_router():
+    router = failing_over_router()
+    s = sampler()
+
+    @allocated(s, state_key="osca")
+    def node(state):
+        return {"out": [router.completion(model="team", messages=ASK).choices[0].message.content]}
+
+    [call] = run(("node", node))["osca"]
+    texts = sorted(c.text or f"failed: {c.error}" for c in call.response.osca.candidates)
+    assert texts == ["backup 1", "primary 0", "primary 0"]  # sample 1 failed over, as the Router promises
+    assert router.completion(model="team", messages=ASK).choices[0].message.content == "primary 0"  # untouched
+
+
+def test_an_async_router_call_in_a_wrapped_node_samples_each_candidate_through_that_router():
+    router = failing_over_router()
+
+    @allocated(sampler(), state_key="osca")
+    async def node(state):
+        return {"out": [(await router.acompletion(model="team", messages=ASK)).choices[0].message.content]}
+
+    builder = StateGraph(State)
+    builder.add_node("node", node)
+    builder.add_edge(START, "node")
+    builder.add_edge("node", END)
+    [call] = asyncio.run(builder.compile().ainvoke({"out": [], "osca": []}))["osca"]
+    assert sorted(c.text or f"failed: {c.error}" for c in call.response.osca.candidates) == \
+        ["backup 1", "primary 0", "primary 0"]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -89,6 +89,25 @@ def _litellm_functions() -> tuple[Callable[..., Any], Callable[..., Any]]:
     return lm.completion, lm.acompletion
 
 
+def _sampled(unrouted: Callable[[], Any], args: tuple, kwargs: dict[str, Any], **extra: Any) -> Any:
+    """The call through the sampler that routes it (`extra`: per-call sampler arguments), else `unrouted()`."""
+    sampler = _sampler_for_call()
+    if sampler is None:
+        return unrouted()
+    with _routing(_BYPASS):
+        return _record(sampler.completion(*args, **extra, **kwargs))
+
+
+async def _asampled(unrouted: Callable[[], Awaitable[Any]], args: tuple, kwargs: dict[str, Any],
+                    **extra: Any) -> Any:
+    """Async twin of `_sampled`."""
+    sampler = _sampler_for_call()
+    if sampler is None:
+        return await unrouted()
+    with _routing(_BYPASS):
+        return _record(await sampler.acompletion(*args, **extra, **kwargs))
+
+
 def completion(*args: Any, **kwargs: Any) -> Any:
     """`litellm.completion`, routed: sampled inside a node wrapped with `allocated` (or bound by `instrument`),
     LiteLLM's own call anywhere else.
@@ -102,24 +121,18 @@ def completion(*args: Any, **kwargs: Any) -> Any:
         ... def solve(state):
         ...     return {"answer": completion("openai/gpt-4o-mini", state["messages"]).choices[0].message.content}
     """
-    sampler = _sampler_for_call()
-    if sampler is None:
-        return _litellm_functions()[0](*args, **kwargs)
-    with _routing(_BYPASS):
-        return _record(sampler.completion(*args, **kwargs))
+    return _sampled(lambda: _litellm_functions()[0](*args, **kwargs), args, kwargs)
 
 
 async def acompletion(*args: Any, **kwargs: Any) -> Any:
     """Async twin of `completion`: `litellm.acompletion`, routed."""
-    sampler = _sampler_for_call()
-    if sampler is None:
-        return await on_litellm_loop(lambda: _litellm_functions()[1](*args, **kwargs))
-    with _routing(_BYPASS):
-        return _record(await sampler.acompletion(*args, **kwargs))
+    return await _asampled(lambda: on_litellm_loop(lambda: _litellm_functions()[1](*args, **kwargs)), args, kwargs)
 
 
 def _install() -> None:
-    """Route `litellm.completion` / `acompletion` (module attributes: what `litellm.completion(...)` calls)."""
+    """Route `litellm.completion` / `acompletion` (module attributes: what `litellm.completion(...)` calls), and
+    `litellm.Router.completion` / `acompletion`: a Router call in a routed node is sampled with that Router as the
+    call's backend, so every candidate keeps its model groups, fallbacks and rate limits."""
     lm = litellm()
     if getattr(lm.completion, "__osca_router__", False):
         return
@@ -132,8 +145,20 @@ def _install() -> None:
     async def arouted(*args: Any, **kwargs: Any) -> Any:
         return await acompletion(*args, **kwargs)
 
-    routed.__osca_router__ = arouted.__osca_router__ = True  # type: ignore[attr-defined]
+    router_completion, router_acompletion = lm.Router.completion, lm.Router.acompletion
+
+    @functools.wraps(router_completion)
+    def router_routed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return _sampled(lambda: router_completion(self, *args, **kwargs), args, kwargs, backend=self)
+
+    @functools.wraps(router_acompletion)
+    async def router_arouted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return await _asampled(lambda: router_acompletion(self, *args, **kwargs), args, kwargs, backend=self)
+
+    for fn in (routed, arouted, router_routed, router_arouted):
+        fn.__osca_router__ = True  # type: ignore[attr-defined]
     lm.completion, lm.acompletion = routed, arouted
+    lm.Router.completion, lm.Router.acompletion = router_routed, router_arouted
 
 
 def _bypass_hint(fn: Callable[..., Any]) -> str:
