@@ -33,6 +33,7 @@ from osca import Allocation, SamplingConfig, litellm
 from osca.cache import SampleCache
 from osca.exceptions import ConfigError, DataError
 from osca.ledger import Ledger
+from osca.providers import ensure_provider
 from osca.sandbox.container import Sandbox
 from osca.selectors import extract_code
 
@@ -349,6 +350,7 @@ class Agentless:
         s = self.settings
         if s.max_prompt_tokens is not None:
             return s.max_prompt_tokens
+        ensure_provider(s.model)  # osca's local models enter LiteLLM's model map when their provider registers
         try:
             window = litellm().get_model_info(s.model).get("max_input_tokens")
         except Exception:  # noqa: BLE001 - LiteLLM raises a bare Exception for a model it does not know
@@ -375,9 +377,10 @@ class Agentless:
         """
         resp = self.samplers[step].completion(messages=[{"role": "user", "content": prompt}],
                                               max_tokens=self.settings.max_tokens, ledger=ctx.ledger)
-        answers = [c.text or "" for c in resp.osca.candidates if not c.error]
+        drawn = resp.osca.candidates
+        answers = [c.text or "" for c in drawn if not c.error]
         if not answers:
-            raise DataError(f"every {step} sample failed: {resp.osca.candidates[0].error if resp.osca.candidates else 'none'}")
+            raise DataError(f"every {step} sample failed: {drawn[0].error if drawn else 'none were drawn'}")
         return answers
 
     # ------------------------------------------------------------------------------------------ nodes

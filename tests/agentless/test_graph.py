@@ -189,3 +189,8 @@ def test_an_interrupted_instance_leaves_its_trajectory_so_far(tmp_path: Path) ->
     assert "repair" not in record["report"]
     assert not (tmp_path / "run" / "all_preds.jsonl").exists() or \
         (tmp_path / "run" / "all_preds.jsonl").read_text() == ""  # no prediction for an unfinished instance
+
+
+def test_a_local_models_budget_is_its_own_context_window() -> None:
+    """The local provider registers on first use and enters its models in LiteLLM's model map (32,768 tokens)."""
+    assert agent("local/qwen2.5-coder-0.5b", max_tokens=768).prompt_budget == int(0.9 * (32768 - 768))
