@@ -184,7 +184,7 @@ class AgentlessState(TypedDict, total=False):
     deadline: float | None
     """Epoch seconds after which the remaining stages are skipped (None: no bound)."""
     report: Annotated[dict[str, dict[str, Any]], _merge]
-    """stage -> what it did: seconds, prompt_tokens (LiteLLM's count, per prompt), what it produced, and
+    """stage -> what it did: seconds, prompt_tokens (LiteLLM's counts, one per prompt), what it produced, and
     `error` (the stage degraded) or `skipped` (past the deadline)."""
 
 
@@ -470,7 +470,7 @@ class Agentless:
                                      location_set=by_name[c.config].prompt_variant)
                       for c in resp.osca.candidates]
         return {"candidates": candidates,
-                "report": {"prompt_tokens": {n: self._count(p) for n, p in by_set.items()},
+                "report": {"location_sets": list(by_set), "prompt_tokens": [self._count(p) for p in by_set.values()],
                            "answers": len(candidates), "failed": sum(bool(c.error) for c in candidates)}}
 
     def extract_patches(self, state: AgentlessState, ctx: AgentlessContext) -> dict[str, Any]:

@@ -54,3 +54,9 @@ def test_agentless_runs_end_to_end_with_a_local_model(tmp_path: Path) -> None:
         assert bool(cand["key"]) != bool(cand["error"])
     chosen = record["selection"]
     assert (chosen["candidate"] is None) == (chosen["patch"] == "")
+    # every stage is in the per-stage report, timed, and no prompt outgrew the model's budget
+    report = record["report"]
+    assert set(report) >= {"localize_files", "localize_elements", "localize_edits", "repair", "select"}
+    assert all(r["seconds"] >= 0 for r in report.values())
+    sizes = [n for r in report.values() for n in r.get("prompt_tokens", [])]
+    assert sizes and max(sizes) <= agent.prompt_budget
