@@ -85,7 +85,7 @@ def test_hand_example_optimum():
     assert res.objective == pytest.approx(453 / 512, rel=1e-12)
 
 
-@pytest.mark.parametrize("method", ["greedy_swap", "hill_climbing"])
+@pytest.mark.parametrize("method", ["greedy_swap", "frank_wolfe", "hill_climbing"])
 def test_deterministic_per_seed(method, make_counts):
     data = make_counts(6, 40, 8, seed=9)
     a = learn_allocation(data, 11, seed=5, method=method)
@@ -102,6 +102,42 @@ def test_hill_climbing_recompute_takes_same_steps(seed, make_counts):
         slow = learn_allocation(data, budget, seed=seed, method="hill_climbing", recompute=True)
         np.testing.assert_array_equal(fast.x, slow.x)
         assert fast.nit == slow.nit
+
+
+# ---------------------------------------------------------------------------------------------- frank_wolfe
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_frank_wolfe_against_brute_force(seed, make_counts, all_allocations):
+    data = make_counts(4, 12, 5, seed=700 + seed)
+    for budget in (1, 3, 6):
+        res = learn_allocation(data, budget, seed=seed, method="frank_wolfe")
+        best = max(objective(data, np.array(x)) for x in all_allocations(budget, 4))
+        assert int(res.x.sum()) == budget and res.method == "frank_wolfe"
+        assert res.objective <= best + 1e-12 <= res.upper_bound + 2e-12
+        assert res.objective >= best_pure(data, budget) - 1e-12
+        assert "Frank-Wolfe steps" in res.message
+
+
+def test_frank_wolfe_matches_greedy_swap_on_mid_sized_data(make_counts):
+    data = make_counts(20, 200, 16, seed=11, full=0.02)
+    for budget in (16, 64):
+        fw = learn_allocation(data, budget, method="frank_wolfe")
+        gs = learn_allocation(data, budget)
+        assert fw.objective == pytest.approx(gs.objective, abs=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_frank_wolfe_with_costs_spends_the_budget(seed, make_counts):
+    rng = np.random.default_rng(800 + seed)
+    costs = rng.choice([0.5, 1.0, 2.5], size=4)
+    data = with_costs(make_counts(4, 15, 6, seed=800 + seed), costs)
+    for budget in (3.0, 7.5):
+        res = learn_allocation(data, budget, seed=seed, method="frank_wolfe")
+        assert res.spent <= budget + 1e-9 and res.spent + costs.min() > budget + 1e-12
+        grid = itertools.product(*(range(int(budget // c) + 1) for c in costs))
+        best = max(objective(data, np.array(x)) for x in grid if np.dot(x, costs) <= budget)
+        assert res.objective <= best + 1e-12
 
 
 def test_no_bound():
