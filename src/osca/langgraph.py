@@ -176,8 +176,9 @@ def _bypass_hint(fn: Callable[..., Any]) -> str:
             return (f"{fn.__module__}.{name} is LiteLLM's function from before osca routed it (a `from litellm "
                     f"import {value.__name__}`): call litellm.{value.__name__}(...) or osca.{value.__name__}(...)")
     return ("likely causes: a `from litellm import completion` made before osca was imported (call "
-            "litellm.completion(...) or osca.completion(...) instead), or a client that bypasses LiteLLM (the "
-            "openai SDK, langchain_openai.ChatOpenAI: use langchain_litellm.ChatLiteLLM)")
+            "litellm.completion(...) or osca.completion(...) instead), a client that bypasses LiteLLM (the "
+            "openai SDK, langchain_openai.ChatOpenAI: use langchain_litellm.ChatLiteLLM), or a thread the node "
+            "started without its context (run it with contextvars.copy_context().run)")
 
 
 @contextmanager
