@@ -117,7 +117,7 @@ def judge(problems: list[dict], candidates: list[list[Candidate]], cache: Sample
             if hit is not None:
                 judge_.judgements[text] = Judgement(parse_score(hit["reply"]), hit["reply"])
             else:
-                cache.set(f"judge/{problem['task_id']}", "judge", 0, key, {"reply": judge_.judge(text).reply})
+                cache.put(f"judge/{problem['task_id']}", "judge", 0, key, {"reply": judge_.judge(text).reply})
                 new += 1
             bar.advance(task)
     return judges, new

@@ -38,6 +38,7 @@ __all__ = [
     "acompletion",
     "completion",
     "learn_allocation",
+    "litellm",
     "load_counts",
     "objective",
     "upper_bound",
@@ -47,7 +48,7 @@ __all__ = [
 _LAZY = {"AllocatedSampler": "sampler", "Backend": "backends", "LiteLLMBackend": "backends",
          "RouterBackend": "backends", "Candidate": "candidates", "SampleResult": "candidates", "Caps": "ledger",
          "Ledger": "ledger", "Deadline": "policies", "EarlyStop": "policies", "Retry": "policies",
-         "completion": "langgraph", "acompletion": "langgraph"}
+         "completion": "langgraph", "acompletion": "langgraph", "litellm": "_litellm"}
 """Names whose modules pull in LiteLLM, tenacity or pydantic models: imported only when asked for."""
 
 

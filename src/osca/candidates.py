@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .verifiers import Verdict
 
@@ -23,7 +23,7 @@ MESSAGE_FIELDS = ("role", "content", "tool_calls", "function_call", "reasoning_c
 class Candidate(BaseModel):
     """One sample: where it came from, the message it answered with, what it cost, how it verified."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     config: str
     """The configuration's name."""
@@ -42,6 +42,19 @@ class Candidate(BaseModel):
     exception: BaseException | None = Field(default=None, exclude=True, repr=False)
     """The exception behind `error`, with its LiteLLM type (not serialized)."""
     verification: Verdict | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_answers(cls, data: Any) -> Any:
+        """`text=` stands for a text-only message, and `cost=` for `dollars=` (rows cached by older versions)."""
+        if isinstance(data, dict) and ("text" in data or "cost" in data):
+            data = dict(data)
+            text = data.pop("text", None)
+            if "message" not in data and text is not None:
+                data["message"] = {"role": "assistant", "content": text}
+            if "cost" in data:
+                data.setdefault("dollars", data.pop("cost"))
+        return data
 
     @property
     def text(self) -> str | None:
@@ -70,13 +83,9 @@ class Candidate(BaseModel):
 
     @classmethod
     def from_cache(cls, config: str, index: int, value: dict[str, Any]) -> Candidate:
-        """A cache hit as a candidate; rows from before messages were stored whole (`text`, `cost`) convert."""
-        message = value.get("message")
-        if message is None and "text" in value:
-            message = {"role": "assistant", "content": value["text"]}
-        return cls(config=config, index=index, message=validate_message(message), cached=True,
-                   finish_reason=value.get("finish_reason"), usage=value.get("usage") or {},
-                   dollars=float(value.get("dollars", value.get("cost", 0.0))))
+        """A cache hit as a candidate (ValueError when the stored answer is not a valid message)."""
+        hit = cls(config=config, index=index, cached=True, **value)
+        return hit.model_copy(update={"message": validate_message(hit.message)})
 
 
 def validate_message(message: Any) -> dict[str, Any]:

@@ -69,6 +69,10 @@ class _Call:
     kwargs: dict[str, Any]
     limit: asyncio.Semaphore
     sample_timeout: float | None
+    ledger: Ledger
+    backend: Backend
+    """Where configurations that name no backend send their requests."""
+    prompt_variants: Mapping[str, PromptVariant]
     found: dict[tuple[str, int], Candidate] = field(default_factory=dict)
     fatal: BaseException | None = None
     """A non-transient error the call's first requests shared: nothing more is dispatched."""
@@ -166,8 +170,10 @@ class AllocatedSampler:
         size = self.early_stop.wave or len(self.allocation)
         return [plan[i:i + size] for i in range(0, len(plan), size)]
 
-    def request(self, config: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """The LiteLLM arguments for `config`: the call's, with the configuration's overrides on top."""
+    def request(self, config: str, kwargs: Mapping[str, Any],
+                prompt_variants: Mapping[str, PromptVariant] | None = None) -> dict[str, Any]:
+        """The LiteLLM arguments for `config`: the call's, with the configuration's overrides on top (its prompt
+        variant from `prompt_variants`, default the sampler's)."""
         cfg = self.configs[config]
         req = dict(kwargs)
         for key in ("model", "temperature", "top_p"):
@@ -175,21 +181,28 @@ class AllocatedSampler:
                 req[key] = getattr(cfg, key)
         req.update(cfg.litellm_kwargs)
         if cfg.prompt_variant is not None:
-            req["messages"] = _apply_variant(self.prompt_variants[cfg.prompt_variant], req.get("messages", []))
+            variant = (prompt_variants or self.prompt_variants)[cfg.prompt_variant]
+            req["messages"] = _apply_variant(variant, req.get("messages", []))
         if "model" not in req:
             raise ConfigError(f"no model: the call gives none and configuration {config!r} sets none")
         return req
 
-    def _backend(self, config: str) -> Backend:
+    def _backend(self, call: _Call, config: str) -> Backend:
         name = self.configs[config].backend
-        return self.backend if name is None else self.backends[name]
+        return call.backend if name is None else self.backends[name]
 
     # ------------------------------------------------------------------------------------------ calls
 
     def completion(self, model: str | None = None, messages: list[dict[str, Any]] | None = None,
                    **kwargs: Any) -> Any:
         """`litellm.completion`'s arguments (model and messages also positionally); returns a `ModelResponse`
-        with `.osca`, or with `stream=True` a `SampledStream` of LiteLLM chunks."""
+        with `.osca`, or with `stream=True` a `SampledStream` of LiteLLM chunks.
+
+        Three more keywords, never sent to a model, change this call only: `ledger=` (spend and caps, e.g. one
+        ledger per task while the sampler serves many), `backend=` (where configurations that name no backend
+        send requests, e.g. a `litellm.Router` whose model group the call names) and `prompt_variants=` (merged
+        over the sampler's).
+        """
         if on_litellm_thread():
             raise ConfigError("AllocatedSampler.completion was called from inside a LiteLLM provider, where it "
                               "would wait on itself forever: await acompletion there instead")
@@ -218,7 +231,11 @@ class AllocatedSampler:
         litellm()  # imported before the clock starts: a first import can take seconds
         await self._preflight()
         limits = [t for t in (self.deadline.sample, timeout) if t is not None]
-        call = _Call(kwargs, asyncio.Semaphore(self.concurrency), min(limits) if limits else None)
+        backend = kwargs.pop("backend", None)
+        call = _Call(kwargs, asyncio.Semaphore(self.concurrency), min(limits) if limits else None,
+                     ledger=kwargs.pop("ledger", None) or self.ledger,
+                     backend=self.backend if backend is None else as_backend(backend),
+                     prompt_variants={**self.prompt_variants, **(kwargs.pop("prompt_variants", None) or {})})
         candidates, unspent = await self._draw_all(call, timeout)
         alive = [c for c in candidates if c.ok]
         if not alive:
@@ -226,7 +243,7 @@ class AllocatedSampler:
         ranked = await asyncio.to_thread(self._rank, alive, n)  # a selector may call a judge: not on the loop
         chosen = ranked[0]
         result = SampleResult(candidates=candidates, ranked=ranked, unspent=unspent)
-        resp = model_response(result, self.request(chosen.config, kwargs)["model"])
+        resp = model_response(result, self.request(chosen.config, kwargs, call.prompt_variants)["model"])
         return SampledStream(resp) if stream else resp
 
     async def _preflight(self) -> None:
@@ -289,7 +306,7 @@ class AllocatedSampler:
         await asyncio.gather(*(self._draw_config(call, name, indices) for name, indices in groups.items()))
 
     async def _draw_config(self, call: _Call, name: str, indices: list[int]) -> None:
-        req = self.request(name, call.kwargs)
+        req = self.request(name, call.kwargs, call.prompt_variants)
         key = request_hash({k: v for k, v in req.items() if k != "seed"})
         missing = []
         for i in indices:
@@ -300,8 +317,8 @@ class AllocatedSampler:
                 call.found[(name, i)] = hit
                 call.answered = True
         if len(missing) < len(indices):
-            self.ledger.record(self.call_site, name, Spend(cached=len(indices) - len(missing)))
-        backend = self._backend(name)
+            call.ledger.record(self.call_site, name, Spend(cached=len(indices) - len(missing)))
+        backend = self._backend(call, name)
         try:
             await asyncio.gather(*(self._request(call, name, backend, req, run, key)
                                    for run in self._runs(backend, req, missing)))
@@ -357,17 +374,17 @@ class AllocatedSampler:
         """Reserve the request's worst case against the caps, waiting while other requests hold reservations
         that may settle for less; (granted, worst case per sample, why not all)."""
         while True:
-            worst = self._worst_case(backend, request)
-            granted, why = self.ledger.reserve(samples, worst)
-            if granted or not self.ledger.reserved.samples or call.fatal is not None:
+            worst = self._worst_case(call.ledger, backend, request)
+            granted, why = call.ledger.reserve(samples, worst)
+            if granted or not call.ledger.reserved.samples or call.fatal is not None:
                 return granted, worst, why
             await asyncio.sleep(0.01)
 
-    def _worst_case(self, backend: Backend, request: dict[str, Any]) -> Spend:
+    def _worst_case(self, ledger: Ledger, backend: Backend, request: dict[str, Any]) -> Spend:
         """The most one sample of `request` may spend: its prompt's tokens (LiteLLM's counter) plus its
         `max_tokens` (else the model's maximum output), priced with LiteLLM's cost map. With neither known the
         request gets a `max_tokens` of what the token cap has left, so the provider stops there."""
-        caps = self.ledger.caps
+        caps = ledger.caps
         if caps.tokens is None and caps.dollars is None:
             return Spend(samples=1)
         lm, model = litellm(), backend.priced_model(request)
@@ -380,8 +397,8 @@ class AllocatedSampler:
             except Exception:  # noqa: BLE001  # LiteLLM does not know the model
                 out = None
         if out is None and caps.tokens is not None:
-            spent = self.ledger.total()
-            spent.add(self.ledger.reserved)
+            spent = ledger.total()
+            spent.add(ledger.reserved)
             out = request["max_tokens"] = max(caps.tokens - spent.tokens - prompt, 1)
         dollars = 0.0
         if out is not None and model not in self._unpriced:
@@ -422,23 +439,23 @@ class AllocatedSampler:
         try:
             resp = await self._attempts(backend, request, call.sample_timeout)
         except Exception as e:  # recorded per candidate; the call fails only when no candidate answers
-            self.ledger.release(granted, worst)
-            self.ledger.record(self.call_site, name, Spend(failed=len(run)))
+            call.ledger.release(granted, worst)
+            call.ledger.record(self.call_site, name, Spend(failed=len(run)))
             if _is(e, FATAL_ERRORS) and not call.answered and call.fatal is None:
                 call.fatal = e
             await self._give_up(call, name, run, key, f"{type(e).__name__}: {e}", e)
             return []
         except BaseException:  # cancelled (the call's deadline): what it would have spent is unknown
-            self.ledger.release(granted, worst)
+            call.ledger.release(granted, worst)
             raise
         choices = list(getattr(resp, "choices", None) or [])[:len(run)]
         usage = getattr(resp, "usage", None)
         prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion = int(getattr(usage, "completion_tokens", 0) or 0)
         dollars = self._dollars(request["model"], resp)
-        self.ledger.record(self.call_site, name, Spend(samples=len(choices), prompt_tokens=prompt,
+        call.ledger.record(self.call_site, name, Spend(samples=len(choices), prompt_tokens=prompt,
                                                       completion_tokens=completion, dollars=dollars))
-        self.ledger.release(granted, worst)  # after recording: the spend is counted at every moment
+        call.ledger.release(granted, worst)  # after recording: the spend is counted at every moment
         share = max(len(choices), 1)
         for j, (i, choice) in enumerate(zip(run, choices)):
             value = {"finish_reason": getattr(choice, "finish_reason", None),

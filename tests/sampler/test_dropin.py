@@ -242,3 +242,19 @@ def test_malformed_content_never_reaches_the_cache():
     assert len(cache) == 2
     again = sampler.completion(messages=MESSAGES)  # replays the good two, asks for the bad one again
     assert [c.cached for c in again.osca.candidates] == [False, True, True] and len(backend.requests) == 4
+
+
+# ------------------------------------------------------------------------------------------ per-call settings
+
+def test_a_call_may_bring_its_own_ledger_backend_and_prompt_variants(script):
+    _, model = script(lambda messages, index, params: messages[-1]["content"])
+    router = litellm.Router(model_list=[{"model_name": "group", "litellm_params": {"model": model}}])
+    sampler = AllocatedSampler([SamplingConfig(name="a", prompt_variant="ask")], {"a": 2},
+                               prompt_variants={"ask": "{content}"}, seed=0)
+    task = Ledger()
+
+    resp = sampler.completion("group", MESSAGES, backend=router, ledger=task,
+                              prompt_variants={"ask": "Briefly: {content}"})
+
+    assert resp.choices[0].message.content == "Briefly: What is the weather in Paris?"
+    assert task.total().samples == 2 and sampler.ledger.total().samples == 0
