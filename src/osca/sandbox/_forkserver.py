@@ -1,6 +1,6 @@
 """Warm-pool job server executed inside a long-lived sandbox container (stdlib + the image's pytest).
 
-Started as root holding only CAP_SETUID, CAP_SETGID and CAP_KILL, it imports pytest and the runner once and
+Started as root holding only the one-shot runner's capabilities, it imports pytest and the runner once and
 forks a zygote before it reads any request; then it serves jobs read as JSON lines on stdin. Each job runs in a
 child forked from the zygote, so no job can find an earlier job's data (results, sources) in its memory
 (issue 12). That child reads its spec from a pipe and runs it exactly as a one-shot container does

@@ -351,13 +351,7 @@ class DockerSandbox:
             if stream is not None:
                 stream.close()
             if container is not None:
-                try:
-                    container.remove(force=True)
-                except docker.errors.NotFound:
-                    pass  # it ended and removed itself
-                except docker.errors.APIError as e:
-                    if e.status_code != 409:  # 409: its removal is already under way
-                        raise
+                _remove(container)
             shutil.rmtree(staging, ignore_errors=True)
         return _parse_result(logs, nonce, host_killed=host_killed)
 
@@ -397,6 +391,25 @@ class DockerSandbox:
         for name in ("job.json", "work.tar"):
             if (staging / name).exists():
                 (staging / name).chmod(0o600)
+
+
+def _remove(container: Any) -> None:
+    """Remove `container` (killing it if it runs), or wait for the auto-removal Docker already has under way:
+    either way it is gone when this returns (or 30 s have passed)."""
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        return  # it ended and removed itself
+    except docker.errors.APIError as e:
+        if e.status_code != 409:  # 409: its removal is already under way
+            raise
+        try:
+            container.wait(condition="removed", timeout=30)
+        except (docker.errors.NotFound, requests.exceptions.RequestException):
+            pass  # gone before the wait began, or still going after 30 s: nothing more to do here
 
 
 def _stage_scripts(staging: Path, *extra: Path) -> None:

@@ -10,8 +10,9 @@ jobs. A server found dead before it took a job is replaced and the job goes to t
 caller's request is not lost. Callers waiting for a container are served first come, first served. A
 container whose host process is gone sees its stdin close and ends itself (issue 12).
 
-The server itself starts as root holding only CAP_SETUID, CAP_SETGID and CAP_KILL (needed to run each part of
-a job under its own uid and clean up after it); job code never runs as root.
+The server itself starts as root holding only the one-shot runner's capabilities (`_RUNNER_CAPS`: to run each
+part of a job under its own uid, start it in its directory and clean up after it); job code never runs as root
+and holds none.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import SandboxError
-from .container import Job, JobResult, Limits, _Attached, _checked_path, _stage_scripts, hardening, reap_orphans
+from .container import (_RUNNER_CAPS, Job, JobResult, Limits, _Attached, _checked_path, _remove, _stage_scripts,
+                        hardening, reap_orphans)
 from .image import docker_client, ensure_image
 
 __all__ = ["SandboxPool"]
@@ -43,7 +45,7 @@ class _Worker:
         self.jobs = 0
         self.container = client.containers.create(
             image, command=["python3", "-I", "/job/forkserver.py"],
-            **hardening(limits, staging, user="0:0", cap_add=("SETUID", "SETGID", "KILL"),
+            **hardening(limits, staging, user="0:0", cap_add=_RUNNER_CAPS,
                         scratch_owner="uid=1000,gid=1000,mode=0755"))  # the runner's layout (see _runner.py)
         try:
             self.stream = _Attached(client, self.container)
@@ -76,10 +78,7 @@ class _Worker:
     def close(self) -> None:
         if hasattr(self, "stream"):
             self.stream.close()
-        try:
-            self.container.remove(force=True)
-        except Exception:
-            pass  # already removed itself, or its removal is under way
+        _remove(self.container)
 
 
 class _Turn:
