@@ -158,8 +158,10 @@ def test_sigkilled_verify_leaves_no_container(tmp_path, containers_of):
 
 
 class FakeContainer:
+    """A container as a sparse listing returns it: its labels and names in `attrs`."""
+
     def __init__(self, name: str, labels: dict[str, str]) -> None:
-        self.name, self.labels, self.removed = name, labels, False
+        self.id, self.attrs, self.removed = name, {"Labels": labels, "Names": [f"/{name}"]}, False
 
     def remove(self, force: bool) -> None:
         self.removed = force
@@ -172,7 +174,7 @@ class FakeClient:
         self.containers = self
         self._containers = containers
 
-    def list(self, all: bool, filters: dict[str, str]) -> list[FakeContainer]:
+    def list(self, all: bool, sparse: bool, filters: dict[str, str]) -> list[FakeContainer]:
         assert all and filters == {"label": LABEL}
         return list(self._containers)
 
@@ -193,4 +195,4 @@ def test_the_reaper_removes_exactly_the_containers_of_dead_owners():
     }
     fakes = [FakeContainer(name, labels) for name, labels in containers.items()]
     assert sorted(reap_orphans(FakeClient(fakes))) == ["dead", "pid reused", "rebooted"]
-    assert {f.name for f in fakes if f.removed} == {"dead", "pid reused", "rebooted"}
+    assert {f.id for f in fakes if f.removed} == {"dead", "pid reused", "rebooted"}

@@ -185,13 +185,14 @@ def reap_orphans(client: Any) -> list[str]:
     import docker.errors
 
     removed = []
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
-        if _owner_dead(container.labels):
+    # sparse: the listing alone, no inspect per container (one that removes itself meanwhile would be a 404)
+    for container in client.containers.list(all=True, sparse=True, filters={"label": LABEL}):
+        if _owner_dead(container.attrs.get("Labels") or {}):
             try:
                 container.remove(force=True)
             except docker.errors.NotFound:
                 pass  # it removed itself meanwhile (auto_remove)
-            removed.append(container.name)
+            removed.append((container.attrs.get("Names") or [container.id])[0].lstrip("/"))
     return removed
 
 
@@ -334,6 +335,9 @@ class DockerSandbox:
         host_killed = False
         try:
             self._stage(staging, job)
+            if self.user is not None:  # one uid runs every part (see __init__), reading the inputs itself
+                for p in [staging, *staging.rglob("*")]:
+                    p.chmod(0o755 if p.is_dir() else 0o644)
             container = client.containers.create(image, command=["python3", "-I", "/job/guard.py"],
                                                  **self._hardening(staging))
             stream = _Attached(client, container)
