@@ -255,7 +255,7 @@ def env_image_tag(instance: SWEInstance) -> str:
     return f"{REPOSITORY}:{instance.instance_id}-{h.hexdigest()[:12]}"
 
 
-def _cached_root(path: Path, make: Callable[[Path], None], say: Progress) -> Path:
+def _cached_root(path: Path, make: Callable[[Path], None]) -> Path:
     """`path`, made by `make(tmp)` and renamed into place when missing (a half-made root never looks done)."""
     if path.is_dir():
         return path
@@ -263,7 +263,11 @@ def _cached_root(path: Path, make: Callable[[Path], None], say: Progress) -> Pat
     work = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
         make(work / "root")
-        (work / "root").rename(path)
+        try:
+            (work / "root").rename(path)
+        except OSError:  # another build finished it first: use that one
+            if not path.is_dir():
+                raise
     finally:
         _cleanup(work)
     return path
@@ -288,7 +292,7 @@ def _env_root(instance: SWEInstance, spec: EnvSpec, source: Path, say: Progress)
     cache = _cache_dir()
     suite_root = _cached_root(cache / "roots" / _suite_key(suite),
                               lambda root: bootstrap_root(root, suite=suite, packages=_DEBIAN_PACKAGES,
-                                                          progress=say), say)
+                                                          progress=say))
 
     def make(root: Path) -> None:
         _copy_root(suite_root, root, say)
@@ -306,7 +310,7 @@ def _env_root(instance: SWEInstance, spec: EnvSpec, source: Path, say: Progress)
         say(f"installing {len(spec.pip)} pinned packages into {CONTRACT.env}")
         in_root(root, "set -e\n" + "\n".join(lines), "environment", say)
 
-    return _cached_root(cache / "envs" / _env_key(instance, spec), make, say)
+    return _cached_root(cache / "envs" / _env_key(instance, spec), make)
 
 
 def build_env_image(instance: SWEInstance, source: Path, *, client: docker.DockerClient | None = None,

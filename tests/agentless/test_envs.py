@@ -241,3 +241,17 @@ def test_evaluate_grades_in_the_base_image_over_a_checkout(docker_client, tmp_pa
     empty = evaluate(instances[:1], {instances[0].instance_id: ""}, image="base", checkout=checked_out)
     assert not empty[instances[0].instance_id].resolved
     assert json.dumps(empty[instances[0].instance_id].to_swebench())
+
+
+def test_env_check_command(testbed_image) -> None:
+    from typer.testing import CliRunner
+
+    from osca.cli import app
+    from osca.sandbox.image import image_tag
+
+    tag, _ = testbed_image
+    ok = CliRunner().invoke(app, ["agentless", "env", "check", tag])
+    assert ok.exit_code == 0, ok.output
+    assert "follows the contract" in ok.output
+    bad = CliRunner().invoke(app, ["agentless", "env", "check", image_tag()])  # osca's base image: no /testbed
+    assert bad.exit_code == 1 and "not a git work tree" in bad.output

@@ -197,6 +197,8 @@ def _run(cmd: Sequence[str], what: str, progress: Progress, *, echo_prefix: str 
             proc.kill()
             proc.wait()
         raise
+    finally:
+        proc.stdout.close()  # type: ignore[union-attr]
     if rc != 0:
         last = " | ".join(tail) or "no output"
         raise SandboxError(f"{what} failed (exit {rc}): {last}")
