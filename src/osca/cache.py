@@ -236,11 +236,21 @@ class SampleCache:
         key = (call_site, config, index, request)
         tries = 0
         while True:
-            state, value = await asyncio.to_thread(self._claim_step, key)
+            step = asyncio.ensure_future(asyncio.to_thread(self._claim_step, key))
+            try:
+                state, value = await asyncio.shield(step)
+            except asyncio.CancelledError:  # the look goes on in its thread: a claim it wins goes back
+                step.add_done_callback(lambda done: self._give_back(key, done))
+                raise
             if state != _WAIT:
                 return value
             await asyncio.sleep(self._pause(tries))
             tries += 1
+
+    def _give_back(self, key: Key, step: asyncio.Future) -> None:
+        """Release a claim won for a caller that was cancelled meanwhile: others would wait on it for nothing."""
+        if not step.cancelled() and step.exception() is None and step.result()[0] == _MINE:
+            self.release(*key)
 
     async def aput(self, call_site: str, config: str, index: int, request: str,
                    value: dict[str, Any]) -> dict[str, Any]:

@@ -117,6 +117,31 @@ def test_waiting_for_a_claim_can_be_cancelled(tmp_path):
         asyncio.run(go())
 
 
+def test_a_claim_won_after_its_caller_was_cancelled_goes_back(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "c.sqlite"
+    with SampleCache(path, timeout=5) as cache:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # the claim's look at the key blocks on this lock...
+
+        async def go():
+            with pytest.raises(TimeoutError):  # ...so its caller's deadline passes first
+                await asyncio.wait_for(cache.aclaim("site", "cfg", 0, KEY), 0.2)
+            holder.execute("ROLLBACK")  # now the look goes through and wins the claim, for nobody
+            await asyncio.get_running_loop().shutdown_default_executor()  # the look is over...
+            for _ in range(10):
+                await asyncio.sleep(0.01)  # ...and its completion has reached this loop
+
+        asyncio.run(go())
+        holder.close()
+        got = []
+        again = threading.Thread(target=lambda: got.append(cache.claim("site", "cfg", 0, KEY)))
+        again.start()
+        again.join(10)
+        assert got == [None]  # the key is free: a new caller draws it instead of waiting forever
+
+
 def test_a_damaged_row_is_a_miss_and_is_replaced(cache):
     cache.put("site", "cfg", 0, KEY, VALUE)
     cache._db.execute("UPDATE samples SET value='{\"text\": \"trunc'")
