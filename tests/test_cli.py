@@ -58,6 +58,38 @@ def test_curve_json_rows(counts_file: Path, tmp_path: Path) -> None:
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_curve_repeated_splits_give_a_paired_verdict(counts_file: Path) -> None:
+    proc = run("curve", counts_file, "--budgets", "2,4", "--split", "0.5", "--repeats", "4", "--default", "b")
+    assert proc.returncode == 0, proc.stderr
+    assert "Nadeau-Bengio" in proc.stdout
+    for budget in (2, 4):
+        line = next(ln for ln in proc.stdout.splitlines() if ln.startswith(f"C = {budget}: the learned mix is "))
+        assert "optimal pure" in line and "the default b" in line
+        assert any(v in line for v in ("better than", "worse than", "indistinguishable from"))
+    doc = json.loads(run("curve", counts_file, "--budgets", "4", "--split", "0.5", "--repeats", "4", "--default",
+                         "b", "--json").stdout)
+    vs = doc["rows"][0]["default"]["osca_minus"]
+    assert vs["wins"] + vs["ties"] + vs["losses"] == 4 and vs["se_corrected"] > 0
+    assert doc["unit"] == "samples"
+
+
+def test_curve_train_sizes_table_json_and_plot(counts_file: Path, tmp_path: Path) -> None:
+    png = tmp_path / "sizes.png"
+    proc = run("curve", counts_file, "--budgets", "3", "--train-sizes", "10,20,30", "--repeats", "3",
+               "--default", "a", "--plot", png)
+    assert proc.returncode == 0, proc.stderr
+    assert "held-out gain by training size" in proc.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    doc = json.loads(run("curve", counts_file, "--budgets", "3", "--train-sizes", "10,30", "--repeats", "3",
+                         "--json").stdout)
+    assert [(r["n_train"], r["n_test"]) for r in doc["rows"]] == [(10, 30), (30, 10)]
+    pool = osca.load_counts(counts_file)
+    from osca.evaluate import curve
+
+    expected = curve([pool.split(10 / 40, s) for s in range(3)], [3])[0]
+    assert doc["rows"][0]["osca"]["test"] == pytest.approx(expected.osca_test)
+
+
 def test_curve_table_on_the_release(swebench_path: Path) -> None:
     proc = run("curve", swebench_path, "--budgets", "1-3", "--default", "gpt4o_0.8")
     assert proc.returncode == 0, proc.stderr
@@ -101,6 +133,9 @@ def _release(**override) -> str:
     (("curve", "{good}", "--budgets", "1-2", "--default", "nope"), "unknown configuration 'nope'"),
     (("curve", "{good}", "--budgets", "1-2", "--split", "1.5"), "train fraction"),
     (("curve", "{good}", "--budgets", "1-2", "--split", "half"), "--split"),
+    (("curve", "{good}", "--budgets", "1-2", "--train-sizes", "1", "--repeats", "1"), "--repeats >= 2"),
+    (("curve", "{good}", "--budgets", "1-2", "--train-sizes", "a,b", "--repeats", "2"), "--train-sizes must"),
+    (("curve", "{good}", "--budgets", "1-2", "--train-sizes", "9", "--repeats", "2"), "training sizes must lie"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...], needle: str) -> None:
     files = {

@@ -109,6 +109,9 @@ def curve(
     configs: ConfigsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of the curves here.")] = None,
+    train_sizes: Annotated[str | None, typer.Option(
+        help="Training problems to try, e.g. 30,60,90: the held-out gain against the training size (--repeats "
+             "random splits each; --plot draws it).")] = None,
 ) -> None:
     """Compare the learned allocation with default pure, optimal pure and uniform at each budget."""
     from .evaluate import curve as compute_curve
@@ -117,6 +120,10 @@ def curve(
     data = _load(counts, configs)
     if repeats < 1:
         raise DataError(f"--repeats must be >= 1, got {repeats}")
+    if train_sizes is not None:
+        _curve_train_sizes(counts, data, train_sizes, wanted, repeats=repeats, default=default, seed=seed,
+                           as_json=as_json, plot=plot)
+        return
     if split == "given":
         if not isinstance(data, CountSplit):
             raise DataError(f"{counts}: has no train/test parts; use --split FRACTION")
@@ -135,9 +142,11 @@ def curve(
         task = bar.add_task("", total=len(wanted) * len(splits))
         rows = compute_curve(splits, wanted, default=default, seed=seed, on_step=lambda: bar.advance(task))
     if as_json:
-        print(json.dumps({"protocol": protocol, "rows": [r.to_dict() for r in rows]}, indent=2))
+        print(json.dumps({"protocol": protocol, "unit": rows[0].unit, "rows": [r.to_dict() for r in rows]}, indent=2))
     else:
         _print_curve(rows, protocol, default, splits[0].test.n_problems)
+        if len(splits) > 1:
+            _print_verdicts(rows, default)
     if plot is not None:
         from .plot import plot_curve
 
@@ -146,8 +155,72 @@ def curve(
             out.print(f"wrote {plot}")
 
 
+def _versus(p) -> str:
+    return f"{p.diff:+.4f} ± {p.se:.4f} ({p.wins}/{p.ties}/{p.losses})"
+
+
+def _print_verdicts(rows, default: str | None) -> None:
+    """Paired held-out differences per budget and a one-line verdict each (issue 13)."""
+    table = Table(title="held-out paired differences, osca minus baseline: mean ± Nadeau-Bengio corrected SE "
+                  "(wins/ties/losses over splits)", title_justify="left")
+    for col in ["C", "vs optimal pure", f"vs default ({default})" if default else None]:
+        if col is not None:
+            table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r.budget), _versus(r.versus_optimal_pure),
+                      *([_versus(r.versus_default)] if default else []))
+    out.print(table)
+    for r in rows:
+        said = [f"{r.versus_optimal_pure.verdict} than optimal pure".replace("indistinguishable than",
+                                                                             "indistinguishable from")]
+        if default:
+            said.append(f"{r.versus_default.verdict} than the default {default}".replace(
+                "indistinguishable than", "indistinguishable from"))
+        out.print(f"C = {r.budget}: the learned mix is {' and '.join(said)} on held-out problems "
+                  "(95% t test, Nadeau-Bengio corrected)")
+
+
+def _curve_train_sizes(counts: Path, data, text: str, budgets: list[int], *, repeats: int, default: str | None,
+                       seed: int, as_json: bool, plot: Path | None) -> None:
+    """`osca curve --train-sizes`: the held-out gain against the number of training problems."""
+    from .evaluate import train_sizes as compute_train_sizes
+
+    try:
+        sizes = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise DataError(f"--train-sizes must be a list of whole numbers like 30,60,90, got {text!r}") from None
+    if repeats < 2:
+        raise DataError("--train-sizes needs --repeats >= 2 (the standard error comes from repeated splits)")
+    pool = data.pool() if isinstance(data, CountSplit) else data
+    with _learning_bar(as_json) as bar:
+        task = bar.add_task("", total=len(sizes) * len(budgets) * repeats)
+        rows = compute_train_sizes(pool, sizes, budgets, repeats=repeats, default=default, seed=seed,
+                                   on_step=lambda: bar.advance(task))
+    protocol = f"{repeats} seeded random splits per training size, the rest of {pool.n_problems} problems as test"
+    if as_json:
+        print(json.dumps({"protocol": protocol, "rows": [r.to_dict() for r in rows]}, indent=2))
+    else:
+        table = Table(title=f"held-out gain by training size ({protocol}); mean ± Nadeau-Bengio SE (W/T/L)",
+                      title_justify="left")
+        for col in ["train", "C", "osca", "vs optimal pure", f"vs default ({default})" if default else None]:
+            if col is not None:
+                table.add_column(col, justify="right")
+        for r in rows:
+            table.add_row(str(r.n_train), str(r.row.budget), f"{r.row.osca_test:.4f}",
+                          f"{_versus(r.row.versus_optimal_pure)} {r.row.versus_optimal_pure.verdict}",
+                          *([f"{_versus(r.row.versus_default)} {r.row.versus_default.verdict}"] if default else []))
+        out.print(table)
+    if plot is not None:
+        from .plot import plot_train_sizes
+
+        plot_train_sizes(rows, plot, title=f"{counts.name}: held-out gain by training size", default=default)
+        if not as_json:
+            out.print(f"wrote {plot}")
+
+
 def _print_curve(rows, protocol: str, default: str | None, n_test: int) -> None:
-    table = Table(title=f"expected pass@C on {n_test} test problems, {protocol}", title_justify="left")
+    table = Table(title=f"expected pass@C on {n_test} test problems, {protocol}; C in {rows[0].unit}, "
+                  "every baseline at the same cost", title_justify="left")
     for col in ["C", f"default ({default})" if default else None, "optimal pure", "uniform", "osca",
                 "osca 95% CI", "train", "gap", "osca allocation"]:
         if col is not None:

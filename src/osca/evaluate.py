@@ -22,12 +22,12 @@ import numpy as np
 
 from .allocation import Allocation
 from .counts import CountMatrix, CountSplit, ScoreMatrix
-from .exceptions import BudgetError
+from .exceptions import BudgetError, DataError
 from .learn import AllocationResult, learn_allocation
 from .objective import Targets, objective
 
-__all__ = ["CurveRow", "Estimate", "Paired", "best_pure", "bootstrap_ci", "budget_unit", "curve", "expected_pass",
-           "paired", "pure_samples", "uniform_pass"]
+__all__ = ["CurveRow", "Estimate", "Paired", "TrainSizeRow", "best_pure", "bootstrap_ci", "budget_unit", "curve",
+           "expected_pass", "paired", "pure_samples", "train_sizes", "uniform_pass"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -285,6 +285,43 @@ def curve(splits: Sequence[CountSplit], budgets: Sequence[int], *, default: str 
             versus_optimal_pure=paired(learned, [r.pure.value for r in runs], **sizes),
             versus_default=None if default is None else paired(learned, [r.default.value for r in runs], **sizes)))
     return rows
+
+
+@dataclass(frozen=True)
+class TrainSizeRow:
+    """Held-out comparison at one number of training problems and one budget (`train_sizes`)."""
+
+    n_train: int
+    n_test: int
+    row: CurveRow
+
+    def to_dict(self) -> dict:
+        return {"n_train": self.n_train, "n_test": self.n_test, **self.row.to_dict()}
+
+
+def train_sizes(pool: CountMatrix, sizes: Sequence[int], budgets: Sequence[int], *, repeats: int = 10,
+                default: str | None = None, seed: int = 0, on_step=None) -> list[TrainSizeRow]:
+    """How the held-out gain of the learned mix grows with the number of problems it is learned from.
+
+    For each size, `repeats` seeded random splits put that many problems in training and the rest in test;
+    `curve` compares the learned mix with the baselines on the test part (paired, Nadeau-Bengio corrected).
+
+    Args:
+        pool: every problem with counts.
+        sizes: training problems, each in 1 .. n_problems - 1.
+        budgets, default, seed: as for `curve` (split r of every size uses seed + r).
+        on_step: called once per (size, budget, split).
+    """
+    m = pool.n_problems
+    bad = [n for n in sizes if not 0 < n < m]
+    if not sizes or bad:
+        raise DataError(f"training sizes must lie in 1..{m - 1} (the pool has {m} problems), got {list(sizes)}")
+    out = []
+    for n in sizes:
+        splits = [pool.split(n / m, seed + r) for r in range(repeats)]
+        for row in curve(splits, budgets, default=default, seed=seed, on_step=on_step):
+            out.append(TrainSizeRow(n, m - n, row))
+    return out
 
 
 class _SplitRun(NamedTuple):

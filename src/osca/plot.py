@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .evaluate import CurveRow
+from .evaluate import CurveRow, TrainSizeRow
 
 if TYPE_CHECKING:
     from .scaling import CoverageCurve, DistributionFit, PowerLawFit, PrecisionReport
 
-__all__ = ["plot_curve", "plot_precision", "plot_scaling"]
+__all__ = ["plot_curve", "plot_precision", "plot_scaling", "plot_train_sizes"]
 
 
 def _pyplot() -> Any:
@@ -42,6 +42,34 @@ def plot_curve(rows: Sequence[CurveRow], path: str | Path, *, title: str, defaul
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_train_sizes(rows: Sequence[TrainSizeRow], path: str | Path, *, title: str,
+                     default: str | None = None) -> None:
+    """Held-out gain of the learned mix (over the default and over optimal pure) against the number of training
+    problems, one line per budget, with 95% intervals from the Nadeau-Bengio corrected standard error."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2 if default else 1, figsize=(11 if default else 6.5, 4.6), dpi=130, squeeze=False)
+    panels = [("versus_optimal_pure", "osca - optimal pure")]
+    if default:
+        panels.append(("versus_default", f"osca - default ({default})"))
+    for ax, (attr, label) in zip(axes[0], panels):
+        for n, budget in enumerate(sorted({r.row.budget for r in rows})):
+            mine = [r for r in rows if r.row.budget == budget]
+            sizes = [r.n_train for r in mine]
+            diffs = np.array([getattr(r.row, attr).diff for r in mine])
+            half = 1.96 * np.nan_to_num([getattr(r.row, attr).se for r in mine])
+            ax.errorbar(sizes, diffs, yerr=half, fmt="o-", ms=3.5, capsize=3, color=f"C{n % 10}",
+                        label=f"C = {budget}")
+        ax.axhline(0.0, color="0.4", lw=0.8)
+        ax.set_xlabel("training problems")
+        ax.set_ylabel(f"held-out gain: {label}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title + "\n(95% intervals: Nadeau-Bengio corrected over repeated random splits)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
