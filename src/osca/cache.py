@@ -68,8 +68,8 @@ class SampleCache:
     Args:
         path: the SQLite file (parent folders are created), or ":memory:".
         timeout: seconds an operation waits for another process's write lock before it degrades.
-        lease: seconds a claim holds a key against other processes; a claim whose owner died on this host is
-            taken over at once, one from another host once its lease ends.
+        lease: seconds a claim holds a key against other callers (a draw slower than that may be paid twice;
+            the first value stored still wins); a claim whose process died on this host is taken over at once.
         poll: longest pause between two looks at a key another caller holds.
     """
 
@@ -79,7 +79,7 @@ class SampleCache:
         self.lease = lease
         self.poll = poll
         self._owner = uuid.uuid4().hex  # this object's claims, as other processes see them
-        self._held: set[Key] = set()  # keys this object's callers are drawing (a second caller waits)
+        self._held: dict[Key, float] = {}  # key -> lease end, of keys this object's callers are drawing
         self._lock = threading.Lock()
         self._warned: set[str] = set()
         self._broken = False
@@ -151,14 +151,14 @@ class SampleCache:
             value = self._stored(key)
             if value is not None:
                 return _HIT, value
-            if key in self._held:
+            if self._held.get(key, 0.0) > time.time():  # another caller of this object draws it
                 return _WAIT, None
             row = self._db.execute(f"SELECT owner, host, pid, expires FROM claims WHERE {_WHERE}", key).fetchone()
             if row is not None and row[0] != self._owner and row[3] > time.time() and _alive(row[1], row[2]):
                 return _WAIT, None
             self._db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                              (*key, self._owner, _HOST, os.getpid(), time.time() + self.lease))
-            self._held.add(key)
+            self._held[key] = time.time() + self.lease
             return _MINE, None
 
     def _claim_step(self, key: Key) -> tuple[str, dict[str, Any] | None]:
@@ -212,12 +212,12 @@ class SampleCache:
         try:
             return self._guarded(lambda: self._put(key, value), value, "this sample is not stored")
         finally:
-            self._held.discard(key)
+            self._held.pop(key, None)
 
     def release(self, call_site: str, config: str, index: int, request: str) -> None:
         """Give up a claim without a value (the draw failed), so a waiting caller draws the key itself."""
         key = (call_site, config, index, request)
-        self._held.discard(key)
+        self._held.pop(key, None)
         self._guarded(lambda: self._release(key), None, "another process may wait for this claim's lease")
 
     def discard(self, call_site: str, config: str, index: int, request: str) -> None:

@@ -94,6 +94,14 @@ def test_a_dead_owners_claim_is_taken_over_at_once(tmp_path):
         assert cache.claim("site", "cfg", 0, KEY) is None
 
 
+def test_a_claim_of_this_process_that_is_never_put_holds_until_its_lease_ends(tmp_path):
+    with SampleCache(tmp_path / "c.sqlite", lease=0.4, poll=0.01) as cache:
+        assert cache.claim("site", "cfg", 0, KEY) is None  # a caller that then never puts nor releases
+        start = time.monotonic()
+        assert cache.claim("site", "cfg", 0, KEY) is None
+        assert 0.2 < time.monotonic() - start < 10
+
+
 def test_a_claim_from_another_host_holds_until_its_lease_ends(tmp_path):
     path = tmp_path / "c.sqlite"
     with SampleCache(path) as cache:
