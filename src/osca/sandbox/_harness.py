@@ -233,14 +233,18 @@ def _proxy(channel, name):
 
 def install_stand_in(namespace, timeout):
     """Fill the stand-in module's `namespace`: one forwarding function per callable the candidate defines, a
-    copy of each plain-data value. Waits up to `timeout` seconds for the candidate to load."""
+    copy of each plain-data value. Waits up to `timeout` seconds for the candidate to load; the `Channel`."""
     sock = socket.socket(fileno=int(os.environ["OSCA_CANDIDATE_FD"]))
     sock.settimeout(timeout)
     channel = Channel(sock)
     try:
         names = channel.ready()
     except TimeoutError:
+        sock.close()
         raise ImportError("the candidate did not finish loading within %gs" % timeout) from None
+    except ImportError:
+        sock.close()
+        raise
     sock.settimeout(None)  # calls are bounded by the test's own timeout
     namespace["CandidateError"] = CandidateError
     for name, is_callable in names.items():
@@ -251,6 +255,7 @@ def install_stand_in(namespace, timeout):
                 namespace[name] = channel.get(name)
             except CandidateError:
                 pass  # a module, an instance: not plain data, so the tests cannot have it
+    return channel
 
 
 def stand_in_source(timeout, harness="/job/harness.py"):
