@@ -179,12 +179,17 @@ _SEABORN = ("contourpy==1.1.0 cycler==0.11.0 fonttools==4.42.1 importlib-resourc
             "python-dateutil==2.8.2 pytz==2023.3.post1 scipy==1.11.2 six==1.16.0 tzdata==2023.1 zipp==3.16.2")
 _REQUESTS_VERSIONS = ("0.7 0.8 0.9 0.11 0.13 0.14 1.1 1.2 2.0 2.2 2.3 2.4 2.5 2.7 2.8 2.9 2.10 2.11 2.12 2.17 "
                       "2.18 2.19 2.22 2.25 2.26 2.27 2.31 3.0").split()
-_SYMPY_VERSIONS = [f"1.{n}" for n in range(0, 14)]
+_SYMPY_VERSIONS = ["0.7", *(f"1.{n}" for n in range(0, 13))]
+_SYMPY_TEST = "PYTHONWARNINGS='ignore::UserWarning,ignore::SyntaxWarning' bin/test -C --verbose"
+_PYLINT_VERSIONS = ("2.10", "2.11", "2.13", "2.14", "2.15", "2.16", "2.17")
+# SWE-bench installs flask's requirements/dev.txt (docs, typing and test pins); the test pins are the part its
+# tests need, and the docs toolchain would double each image.
+_FLASK_TEST_REQUIREMENTS = ("requirements/tests.txt",)
 
 SPECS: dict[str, dict[str, EnvSpec]] = {
     "pallets/flask": {
-        "2.0": EnvSpec(python="3.9", pip=tuple(_FLASK_2_0.split()), requirements=("requirements/tests.txt",)),
-        **_versions(EnvSpec(python="3.11", pip=tuple(_FLASK_2_2.split()), requirements=("requirements/tests.txt",)),
+        "2.0": EnvSpec(python="3.9", pip=tuple(_FLASK_2_0.split()), requirements=_FLASK_TEST_REQUIREMENTS),
+        **_versions(EnvSpec(python="3.11", pip=tuple(_FLASK_2_2.split()), requirements=_FLASK_TEST_REQUIREMENTS),
                     "2.2", "2.3", "3.0", "3.1"),
     },
     "psf/requests": _versions(EnvSpec(python="3.9", pip=("pytest",), install="python -m pip install .",
@@ -199,9 +204,19 @@ SPECS: dict[str, dict[str, EnvSpec]] = {
         **_versions(EnvSpec(python="3.9", pip=(*_SEABORN.split(), "pandas==2.0.0"), install="python -m pip install "
                             "-e .[dev]", test_cmd="pytest --no-header -rA"), "0.12", "0.13"),
     },
-    "sympy/sympy": _versions(EnvSpec(python="3.9", pip=("mpmath==1.3.0", "flake8-comprehensions"),
-                                     test_cmd="PYTHONWARNINGS='ignore::UserWarning,ignore::SyntaxWarning' "
-                                              "bin/test -C --verbose", log_format="sympy"), *_SYMPY_VERSIONS),
+    "sympy/sympy": {
+        **_versions(EnvSpec(python="3.9", pip=("mpmath==1.3.0", "flake8-comprehensions"), test_cmd=_SYMPY_TEST,
+                            log_format="sympy"), *_SYMPY_VERSIONS),
+        **_versions(EnvSpec(python="3.9", pip=("mpmath==1.3.0",), test_cmd=_SYMPY_TEST, log_format="sympy",
+                            requirements=("requirements-dev.txt", "requirements-test.txt")), "1.13", "1.14"),
+    },
+    "pylint-dev/pylint": {
+        **_versions(EnvSpec(python="3.9", requirements=("requirements_test.txt",), log_format="pytest_options"),
+                    *_PYLINT_VERSIONS),
+        **_versions(EnvSpec(python="3.9", pip=("astroid==3.0.0a6", "setuptools"),
+                            requirements=("requirements_test.txt",), log_format="pytest_options"),
+                    "3.0", "3.1", "3.2", "3.3"),
+    },
 }
 """repository -> version -> EnvSpec, for the repositories whose environments build on a Debian python3."""
 
