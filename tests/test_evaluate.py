@@ -299,3 +299,17 @@ def test_curve_rows_carry_paired_comparisons(make_counts):
     assert vs.diff == pytest.approx(np.mean([r.osca_test - r.default_test for r in d]), abs=1e-12)
     assert vs.wins + vs.ties + vs.losses == 4
     assert row.to_dict()["default"]["osca_minus"]["verdict"] == vs.verdict
+
+
+def test_train_sizes_repeat_the_paired_comparison_per_size(make_counts):
+    from osca import DataError
+    from osca.evaluate import train_sizes
+
+    pool = make_counts(3, 30, 6, seed=5)
+    rows = train_sizes(pool, [10, 20], [2, 4], repeats=3, default="cfg1")
+    assert [(r.n_train, r.n_test, r.row.budget) for r in rows] == [(10, 20, 2), (10, 20, 4), (20, 10, 2), (20, 10, 4)]
+    again = curve([pool.split(20 / 30, s) for s in range(3)], [4], default="cfg1")[0]
+    assert rows[3].row.versus_default == again.versus_default
+    assert rows[0].to_dict()["n_train"] == 10
+    with pytest.raises(DataError, match="training sizes"):
+        train_sizes(pool, [30], [2])

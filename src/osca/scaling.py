@@ -251,8 +251,21 @@ def learned_curve(data: CountMatrix | CountSplit, ks: Sequence[float] | None = N
 # ------------------------------------------------------------------------------------------------ the fit
 
 
+class _FittedRange:
+    """What both fits share: the range of k they were fitted on (`k_min`, `k_max`)."""
+
+    k_min: float
+    k_max: float
+
+    def extrapolates(self, k: float | Sequence[float] | np.ndarray) -> bool | np.ndarray:
+        """Whether k lies outside the fitted range (a bool for a scalar k)."""
+        k = np.asarray(k, dtype=float)
+        out = (k > self.k_max) | (k < self.k_min)
+        return bool(out) if out.ndim == 0 else out
+
+
 @dataclass(frozen=True)
-class PowerLawFit:
+class PowerLawFit(_FittedRange):
     """log c(k) = a * k ** b fitted to measured coverage; `predict` beyond [k_min, k_max] is extrapolation.
 
     Attributes:
@@ -279,12 +292,6 @@ class PowerLawFit:
         """exp(a * k ** b): predicted coverage (a float for a scalar k)."""
         out = np.exp(self.a * np.asarray(k, dtype=float) ** self.b)
         return float(out) if out.ndim == 0 else out
-
-    def extrapolates(self, k: float | Sequence[float] | np.ndarray) -> bool | np.ndarray:
-        """Whether k lies outside the fitted range (a bool for a scalar k)."""
-        k = np.asarray(k, dtype=float)
-        out = (k > self.k_max) | (k < self.k_min)
-        return bool(out) if out.ndim == 0 else out
 
     def budget_for(self, target: float) -> float:
         """The smallest real k with predicted coverage >= target: (log target / a) ** (1 / b); inf when the law
@@ -362,7 +369,7 @@ def _log_beta(a: Any, b: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class DistributionFit:
+class DistributionFit(_FittedRange):
     """Coverage as an average of per-problem exponentials (Schaeffer et al. 2025, arXiv 2502.17578).
 
     Per-problem pass rates p follow a zero-inflated beta: p = 0 (never solvable) with probability `w0`, else
@@ -401,12 +408,6 @@ class DistributionFit:
         s = np.asarray(k, dtype=float) * self.samples_per_k
         out = (1.0 - self.w0) * -np.expm1(_log_beta(self.a, self.b + s) - _log_beta(self.a, self.b))
         return float(out) if out.ndim == 0 else out
-
-    def extrapolates(self, k: float | Sequence[float] | np.ndarray) -> bool | np.ndarray:
-        """Whether k lies outside the fitted range (a bool for a scalar k)."""
-        k = np.asarray(k, dtype=float)
-        out = (k > self.k_max) | (k < self.k_min)
-        return bool(out) if out.ndim == 0 else out
 
     def budget_for(self, target: float) -> float:
         """The smallest real k with predicted coverage >= target; inf at or above the ceiling 1 - w0."""
