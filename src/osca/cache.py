@@ -147,8 +147,11 @@ class SampleCache:
 
     def _try_claim(self, key: Key) -> tuple[str, dict[str, Any] | None]:
         """One look at `key`: (_HIT, value), (_WAIT, None) while another caller holds it, or (_MINE, None)."""
+        value = self._stored(key)  # a hit needs no write lock (a replay reads every key)
+        if value is not None:
+            return _HIT, value
         with self._transaction():
-            value = self._stored(key)
+            value = self._stored(key)  # stored since the first look?
             if value is not None:
                 return _HIT, value
             if self._held.get(key, 0.0) > time.time():  # another caller of this object draws it
