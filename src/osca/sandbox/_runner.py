@@ -199,15 +199,21 @@ def _kill_by_scan(uids):
         time.sleep(0.01)
 
 
+def kill_uids(uids):
+    """SIGKILL every process of `uids`: one `kill(-1)` as each uid, or, where no pid is left to fork that killer
+    (a fork bomb at the pids limit), a /proc scan as root."""
+    try:
+        for uid in uids:
+            kill_uid(uid)
+    except OSError:
+        _kill_by_scan(set(uids))
+
+
 def _end(uids, started):
     """Kill every process of `uids`; where the runner cannot switch uids, the sessions it `started` (a process
     that left its session then survives: the weaker setup the module docstring names)."""
     if SWITCH:
-        for uid in uids:
-            try:
-                kill_uid(uid)
-            except OSError:  # no pid left to fork the killer: a fork bomb at the pids limit
-                _kill_by_scan(set(uids))
+        kill_uids(uids)
         return
     for proc in started:
         try:
