@@ -175,8 +175,10 @@ def test_a_node_whose_calls_bypass_the_sampler_says_why(caplog):
 
 
 def test_a_sampled_node_logs_nothing(caplog):
+    store = {"solve": sampler()}
     with caplog.at_level(logging.WARNING, logger="osca.langgraph"):
-        run(("solve", allocated(sampler())(lambda state: {"out": [ask()]})))
+        run(("solve", allocated(store)(lambda state: {"out": [ask()]})),
+            ("other", allocated(store)(lambda state: {"out": ["no sampler in the store for me"]})))
     assert caplog.records == []
 
 

@@ -13,7 +13,8 @@ untouched. `instrument` binds a mapping node name -> sampler into the graph's co
 call finds its node from LangGraph's run metadata (`langgraph_node`). Calls must go through the module
 (`litellm.completion(...)`) or osca's alias-proof `osca.completion` / `osca.acompletion`; a
 `from litellm import completion` made before osca installed its router keeps the original function, and a
-wrapped node that made no routed call logs a warning naming that likely cause.
+wrapped node that made no routed call logs a warning naming that likely cause. A `litellm.Router` call in a
+routed node is sampled with that Router as the call's backend: every candidate goes through the Router.
 
 With `state_key`, the wrapped node adds `{state_key: [SampledCall, ...]}` to its update, so the selected
 candidates reach the graph state (declare the key, e.g. `Annotated[list, operator.add]`). Spend is in each
@@ -222,25 +223,27 @@ def allocated(samplers: AllocatedSampler | Mapping[str, AllocatedSampler], *,
     _install()
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        def finish(update: Any, calls: list[SampledCall]) -> Any:
-            if not calls:  # issue 11: a node whose calls bypass the router would otherwise look sampled
+        def finish(update: Any, calls: list[SampledCall], sampler: AllocatedSampler | None) -> Any:
+            if sampler is not None and not calls:  # issue 11: a bypassed sampler must not look like a used one
                 logger.warning("node %r is wrapped with osca.allocated but made no LiteLLM call through it; if it "
-                            "calls a model, that call was not sampled: %s", _node_name()[0] or fn.__name__,
-                            _bypass_hint(fn))
+                               "calls a model, that call was not sampled: %s", _node_name()[0] or fn.__name__,
+                               _bypass_hint(fn))
             return _with_calls(update, calls, state_key)
 
         if inspect.iscoroutinefunction(fn):
             async def node(*args: Any, **kwargs: Any) -> Any:
                 calls: list[SampledCall] = []
-                with _routing(_pick(samplers), calls):
+                sampler = _pick(samplers)
+                with _routing(sampler, calls):
                     update = await fn(*args, **kwargs)
-                return finish(update, calls)
+                return finish(update, calls, sampler)
         else:
             def node(*args: Any, **kwargs: Any) -> Any:
                 calls: list[SampledCall] = []
-                with _routing(_pick(samplers), calls):
+                sampler = _pick(samplers)
+                with _routing(sampler, calls):
                     update = fn(*args, **kwargs)
-                return finish(update, calls)
+                return finish(update, calls, sampler)
         return functools.update_wrapper(node, fn)
 
     return wrap
