@@ -300,9 +300,8 @@ def _lock_tree(archive, protect):
                 os.chmod(path, 0o770 if os.stat(path).st_mode & 0o100 else 0o660)
 
 
-def _start_candidate(module, source, out_fd):
-    """The candidate's process (CANDIDATE_UID, alone in its session) and the job's end of its channel."""
-    theirs, ours = socket.socketpair()
+def _start_candidate(module, source, out_fd, theirs):
+    """The candidate's process (CANDIDATE_UID, alone in its session), given its end of the channel."""
     proc = subprocess.Popen(["python3", "-I", "/job/harness.py", "candidate", module, str(theirs.fileno())],
                             stdin=subprocess.PIPE, stdout=out_fd, stderr=out_fd, cwd="/tmp", env=CANDIDATE_ENV,
                             pass_fds=(theirs.fileno(),), start_new_session=True, umask=0o077,
@@ -317,7 +316,7 @@ def _start_candidate(module, source, out_fd):
             pass  # it died before reading its source: the stand-in reports that
 
     threading.Thread(target=feed, daemon=True).start()
-    return proc, ours
+    return proc
 
 
 def _wait(proc, deadline):
@@ -377,21 +376,24 @@ class _Run:
             pass_fds.append(report_w)
         report = "/proc/self/fd/%d" % report_w if report_w is not None else ""
         argv = [a.replace("{report}", report) for a in spec["argv"]]
-        try:
-            if spec.get("candidate") is not None:
-                candidate, channel = _start_candidate(spec.get("candidate_module", "solution"), spec["candidate"],
-                                                      self.out_w)
-                self.started.append(candidate)
-                pass_fds.append(channel.fileno())
-                env["OSCA_CANDIDATE_FD"] = str(channel.fileno())
+        if spec.get("candidate") is not None:
+            channel, theirs = socket.socketpair()
+            pass_fds.append(channel.fileno())
+            env["OSCA_CANDIDATE_FD"] = str(channel.fileno())
+        try:  # the tests first: a candidate that forks without end at import must not keep them from starting
             proc = self.start(argv, JOB_UID, env=env, pass_fds=pass_fds)
+            if channel is not None:
+                self.started.append(_start_candidate(spec.get("candidate_module", "solution"),
+                                                     spec["candidate"], self.out_w, theirs))
         except OSError as e:
             os.write(self.out_w, ("cannot start %s: %s\n" % (argv[0], e)).encode())
             return 127, False
         finally:
-            for fd in [report_w] + ([channel.detach()] if channel else []):
-                if fd is not None:
-                    os.close(fd)
+            if report_w is not None:
+                os.close(report_w)
+            if channel is not None:  # the processes hold their ends now
+                channel.close()
+                theirs.close()
         code, timed_out = _wait(proc, self.deadline)
         if timed_out:
             _end([JOB_UID, CANDIDATE_UID], self.started)
