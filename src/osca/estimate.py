@@ -113,17 +113,20 @@ def _source(fn: Any) -> str:
 
 
 def _spec_digest(graph: Any, step: str, verify: Verify, fixed: Mapping[str, Any]) -> str:
-    """What every sample of a run shares: the graph (structure and node code), the step, `verify` and the
-    samplers other steps run with."""
+    """What every sample of a run shares: the graph (structure, node and routing code), the step, `verify` and
+    the samplers other steps run with."""
     from .langgraph import compile_graph
 
     compiled = compile_graph(graph)
-    drawn = compiled.get_graph()
-    nodes = getattr(getattr(compiled, "builder", None), "nodes", {})
+    builder = getattr(compiled, "builder", None)
+    branches = getattr(builder, "branches", {})
     return _digest({
         "step": step,
-        "nodes": {name: _source(getattr(spec, "runnable", spec)) for name, spec in nodes.items()},
-        "edges": sorted((e.source, e.target, e.conditional) for e in drawn.edges),
+        "nodes": {name: _source(getattr(spec, "runnable", spec))
+                  for name, spec in getattr(builder, "nodes", {}).items()},
+        "edges": sorted((e.source, e.target, e.conditional) for e in compiled.get_graph().edges),
+        "routes": {f"{start}/{name}": _source(spec.path) for start, named in branches.items()
+                   for name, spec in named.items()},
         "verify": _source(verify),
         "fixed": {name: {"allocation": dict(getattr(s, "allocation", {})),
                          "configs": [c.model_dump(mode="json") if hasattr(c, "model_dump") else c
