@@ -255,3 +255,17 @@ def test_env_check_command(testbed_image) -> None:
     assert "follows the contract" in ok.output
     bad = CliRunner().invoke(app, ["agentless", "env", "check", image_tag()])  # osca's base image: no /testbed
     assert bad.exit_code == 1 and "not a git work tree" in bad.output
+
+
+def test_env_build_names_a_repository_the_table_lacks(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from osca.cli import app
+
+    _, repos, jsonl = swe_mini.build_all(tmp_path)
+    res = CliRunner().invoke(app, ["agentless", "env", "build", str(jsonl), "--repos", str(repos),
+                                   "--run-dir", str(tmp_path / "run")])
+    said = " ".join(res.output.split())  # rich wraps long lines
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit)  # a message, no traceback
+    assert "no environment spec for repository osca-mini/calc (known: mwaskom/seaborn" in said
+    assert "0 built or present, 2 failed" in said
