@@ -257,7 +257,7 @@ def _relaxed_start(t: Targets, tables: _Tables, budget: float, *, gap_tol: float
         away = int(support[np.argmin(ratio[support])])
         d_top = c[away] / c[top]  # move one sample of `away` to `top` at equal cost
         slope = d_top * logq[top] - logq[away]
-        step = _line_search(w, log_r, slope, float(x[away]))
+        step = _line_search(w, log_r, slope, float(x[away]), tol=1e-6)  # a warm start: rounding follows
         x[top] += step * d_top
         x[away] = 0.0 if step >= x[away] else x[away] - step
         log_r = log_r + step * slope

@@ -96,17 +96,14 @@ class Targets:
         return np.bincount(self.problem, weights=self.weight * target_values, minlength=self.n_problems)
 
 
-def _failure(t: Targets, x: np.ndarray, q_zero: float = 0.0) -> np.ndarray:
-    """R_k = prod_i q_ik ** x_i for real x >= 0, shape (n_targets,); cells with q = 0 use `q_zero`."""
-    q = 1.0 - t.p
-    zero = q == 0.0
-    with np.errstate(divide="ignore"):
-        logq = np.log(np.where(zero, q_zero if q_zero > 0 else 1.0, q))
+def _failure(t: Targets, x: np.ndarray) -> np.ndarray:
+    """R_k = prod_i q_ik ** x_i for real x >= 0, shape (n_targets,): 0 where a used configuration has q = 0.
+    Only the used rows are read (a sparse allocation on a large matrix costs little)."""
     used = x > 0
-    log_r = x[used] @ logq[used]
-    if q_zero == 0.0:
-        log_r = np.where(zero[used].any(axis=0), -np.inf, log_r)
-    return np.exp(log_r)
+    q = 1.0 - t.count[used] / t.runs[used]
+    zero = q == 0.0
+    log_r = x[used] @ np.log(np.where(zero, 1.0, q))
+    return np.exp(np.where(zero.any(axis=0), -np.inf, log_r))
 
 
 def objective(data: CountMatrix | ScoreMatrix | Targets, allocation: np.ndarray) -> float:
@@ -129,20 +126,25 @@ def objective(data: CountMatrix | ScoreMatrix | Targets, allocation: np.ndarray)
     return float(t.weight @ (1.0 - _failure(t, np.asarray(allocation, dtype=float))) / t.n_problems)
 
 
-def _q(t: Targets, q_zero: float) -> np.ndarray:
-    """q = 1 - p, with `q_zero` in place of exact zeros when it is positive."""
+def _log_q(t: Targets) -> tuple[np.ndarray, np.ndarray]:
+    """(log q with 0 where q = 0, the q = 0 cells as 0/1 floats), each (n_configs, n_targets): computed once,
+    so that log q for any eps in place of q = 0 is one fused add (`_with_eps`)."""
     q = 1.0 - t.p
-    return np.where(q == 0.0, q_zero, q) if q_zero else q
+    zero = q == 0.0
+    return np.log(np.where(zero, 1.0, q)), zero.astype(float)
 
 
-def _linear_bound(t: Targets, x: np.ndarray, budget: float, q_zero: float) -> tuple[float, np.ndarray]:
+def _with_eps(logs: tuple[np.ndarray, np.ndarray], q_zero: float) -> np.ndarray:
+    base, zero = logs
+    return base + zero * np.log(q_zero) if q_zero else base
+
+
+def _linear_bound(t: Targets, logq: np.ndarray, x: np.ndarray, budget: float) -> float:
     """f(x) + max over the budget polytope of g.(v - x), with g the gradient of the eps-relaxed f at x."""
-    q = _q(t, q_zero)
-    r = _failure(t, x, q_zero)
-    wr = t.weight * r / t.n_problems
-    g = -np.log(q) @ wr
+    r = np.exp(x @ logq)
+    g = -logq @ (t.weight * r / t.n_problems)
     value = float(t.weight @ (1.0 - r) / t.n_problems)
-    return value + budget * float(np.max(g / t.costs)) - float(g @ x), g
+    return value + budget * float(np.max(g / t.costs)) - float(g @ x)
 
 
 def upper_bound(data: CountMatrix | ScoreMatrix | Targets, allocation: np.ndarray, budget: float,
@@ -172,17 +174,17 @@ def upper_bound(data: CountMatrix | ScoreMatrix | Targets, allocation: np.ndarra
     has_zero = (t.p == 1.0).any(axis=0)
     slack = float(t.weight[has_zero].sum() / t.n_problems)
     candidates = [(0.0, 0.0)] if slack == 0.0 else [(eps, eps * slack) for eps in _EPSILONS]
-    scored = [(_linear_bound(t, x, budget, eps)[0] + pay, eps, pay) for eps, pay in candidates]
+    logs = _log_q(t)
+    scored = [(_linear_bound(t, _with_eps(logs, eps), x, budget) + pay, eps, pay) for eps, pay in candidates]
     best, eps, pay = min(scored)
     if refine and best < t.ceiling:
-        best = min(best, _frank_wolfe_bound(t, x, budget, eps, refine) + pay)
+        best = min(best, _frank_wolfe_bound(t, _with_eps(logs, eps), x, budget, refine) + pay)
     return float(min(best, t.ceiling))
 
 
-def _frank_wolfe_bound(t: Targets, x: np.ndarray, budget: float, q_zero: float, iterations: int) -> float:
+def _frank_wolfe_bound(t: Targets, logq: np.ndarray, x: np.ndarray, budget: float, iterations: int) -> float:
     """Smallest first-order bound over pairwise Frank-Wolfe iterates of the relaxed problem from x."""
-    q = _q(t, q_zero)
-    logq = np.log(q)
+    neg_logq = -logq
     w = t.weight / t.n_problems
     c = t.costs
     x = x.copy()
@@ -190,7 +192,7 @@ def _frank_wolfe_bound(t: Targets, x: np.ndarray, budget: float, q_zero: float, 
     best = np.inf
     for _ in range(iterations):
         r = np.exp(log_r)
-        g = -logq @ (w * r)
+        g = neg_logq @ (w * r)
         ratio = g / c
         top = int(np.argmax(ratio))
         best = min(best, float(w @ (1.0 - r)) + budget * float(ratio[top]) - float(g @ x))
@@ -207,7 +209,7 @@ def _frank_wolfe_bound(t: Targets, x: np.ndarray, budget: float, q_zero: float, 
             d[top] = c[away] / c[top]  # move one unit of `away` to `top` at equal cost
             d[away] = -1.0
             cap = x[away]
-        slope = logq.T @ d  # d log R / d step
+        slope = d @ logq  # d log R / d step
         step = _line_search(w, log_r, slope, cap)
         x += step * d
         x[x < 0] = 0.0
@@ -215,9 +217,9 @@ def _frank_wolfe_bound(t: Targets, x: np.ndarray, budget: float, q_zero: float, 
     return float(best)
 
 
-def _line_search(w: np.ndarray, log_r: np.ndarray, slope: np.ndarray, cap: float) -> float:
+def _line_search(w: np.ndarray, log_r: np.ndarray, slope: np.ndarray, cap: float, *, tol: float = 1e-9) -> float:
     """argmax over s in [0, cap] of sum_k w_k (1 - exp(log_r_k + s * slope_k)), a concave function of s:
-    safeguarded Newton steps on its derivative, falling back to bisection."""
+    safeguarded Newton steps on its derivative, falling back to bisection, to `tol` * cap."""
 
     def derivatives(s: float) -> tuple[float, float]:
         e = w * np.exp(log_r + s * slope) * slope
@@ -233,10 +235,10 @@ def _line_search(w: np.ndarray, log_r: np.ndarray, slope: np.ndarray, cap: float
             lo = s
         else:
             hi = s
-        if hi - lo <= 1e-9 * cap:
+        if hi - lo <= tol * cap:
             break
         newton = s - d1 / d2 if d2 < 0 else np.inf
-        if abs(newton - s) <= 1e-12 * cap:
+        if abs(newton - s) <= 1e-3 * tol * cap:
             return float(newton)
         s = newton if lo < newton < hi else 0.5 * (lo + hi)
     return s
