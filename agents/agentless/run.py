@@ -1,4 +1,4 @@
-"""Running Agentless over SWE-bench instances, resumably, and a local check of the predictions.
+"""Running Agentless over SWE-bench instances, resumably (grading the predictions: `grading.py`).
 
 A run directory holds `all_preds.jsonl` (SWE-bench's predictions format, one line appended per finished
 instance), `trajectories/<instance_id>.json` (every candidate, its configuration, tests and votes),
@@ -20,16 +20,14 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
-from osca.jsonl import append_record, whole_lines
 from osca.exceptions import ConfigError, DataError, OscaError
+from osca.jsonl import append_record, whole_lines
 from osca.ledger import Caps, Ledger, Spend
-from osca.sandbox.container import Sandbox
-from osca.verifiers import PatchVerifier, Verdict
 
 from .graph import Agentless, AgentlessState
 from .swebench import Prediction, SWEInstance, checkout, read_predictions
 
-__all__ = ["RunSummary", "evaluate_predictions", "repo_source", "run_instances", "run_spend", "trajectory"]
+__all__ = ["RunSummary", "repo_source", "run_instances", "run_spend", "trajectory"]
 
 PREDICTIONS = "all_preds.jsonl"
 SPEND_LOG = "spend.jsonl"
@@ -172,27 +170,6 @@ def run_instances(agent: Agentless, instances: Sequence[SWEInstance], *, run_dir
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(solve, todo))
     return summary
-
-
-def evaluate_predictions(instances: Sequence[SWEInstance], predictions: Path, *, run_dir: Path,
-                         repos: Path | None = None, sandbox: Sandbox | None = None,
-                         on_instance: Callable[[str, str], None] | None = None) -> dict[str, Verdict]:
-    """SWE-bench's check, locally: apply the predicted patch, then the instance's `test_patch`, and run
-    FAIL_TO_PASS + PASS_TO_PASS in the sandbox; resolved when all pass. For instances whose tests run in the
-    sandbox image (the official harness builds one environment image per instance for the real benchmark)."""
-    preds = read_predictions(predictions)
-    verdicts = {}
-    for inst in instances:
-        pred = preds.get(inst.instance_id)
-        if pred is None or not pred.model_patch.strip():
-            verdicts[inst.instance_id] = Verdict(status="failed", detail="no patch predicted")
-        else:
-            repo = checkout(inst, workdir=run_dir / "repos", source=repo_source(repos, inst))
-            verifier = PatchVerifier(repo, [*inst.FAIL_TO_PASS, *inst.PASS_TO_PASS], test_patch=inst.test_patch,
-                                     sandbox=sandbox)
-            verdicts[inst.instance_id] = verifier.verify(pred.model_patch)
-        _notify(on_instance, inst.instance_id, verdicts[inst.instance_id].status.value)
-    return verdicts
 
 
 def _notify(callback: Callable[[str, str], None] | None, iid: str, outcome: str) -> None:

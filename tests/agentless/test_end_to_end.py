@@ -10,8 +10,10 @@ import swe_mini
 from typer.testing import CliRunner
 
 from osca.agents.agentless.graph import Agentless, AgentlessSettings
-from osca.agents.agentless.run import evaluate_predictions, run_instances
-from osca.agents.agentless.swebench import Prediction, append_prediction, read_predictions, validate_predictions
+from osca.agents.agentless.grading import InstanceReport, evaluate
+from osca.agents.agentless.run import repo_source, run_instances
+from osca.agents.agentless.swebench import (Prediction, SWEInstance, append_prediction, checkout, read_predictions,
+                                            validate_predictions)
 from osca import Allocation, SamplingConfig
 from osca.cache import SampleCache
 from osca.providers.scripted import calls, register_script
@@ -22,6 +24,13 @@ pytestmark = pytest.mark.usefixtures("docker_client")
 @pytest.fixture
 def model() -> str:
     return register_script("agentless-mini", swe_mini.script)
+
+
+def grade(instances: list[SWEInstance], preds_file: Path, repos: Path, workdir: Path) -> dict[str, InstanceReport]:
+    """SWE-bench's grading of a predictions file in osca's base image, over checkouts of the mini repositories."""
+    patches = {iid: pred.model_patch for iid, pred in read_predictions(preds_file).items()}
+    return evaluate(instances, patches, image="base",
+                    checkout=lambda inst: checkout(inst, workdir=workdir, source=repo_source(repos, inst)))
 
 
 def make_agent(model: str, cache: SampleCache | None = None) -> Agentless:
@@ -73,8 +82,8 @@ def test_mini_instances_resolve_end_to_end(tmp_path: Path, model: str) -> None:
     assert set(slug["spend"]) >= {"repair/cool_0-1", "repair/hot_2-3", "localize_files/localize_files"}
     assert slug["spend"]["repair/cool_0-1"]["samples"] == 4
 
-    verdicts = evaluate_predictions(instances, preds_file, run_dir=tmp_path / "eval", repos=repos)
-    assert {i: v.passed for i, v in verdicts.items()} == {i.instance_id: True for i in instances}
+    reports = grade(instances, preds_file, repos, tmp_path / "eval")
+    assert {i: r.resolved for i, r in reports.items()} == {i.instance_id: True for i in instances}, reports
 
     # a re-run resumes: nothing is solved again and the model is not called
     before = calls("agentless-mini")
@@ -90,10 +99,10 @@ def test_evaluation_resolves_gold_and_rejects_wrong_patches(tmp_path: Path) -> N
                                         model_patch=calc.patch))
     wrong = slug.patch.replace(".lower()", ".upper()")
     append_prediction(preds, Prediction(instance_id=slug.instance_id, model_name_or_path="wrong", model_patch=wrong))
-    verdicts = evaluate_predictions(instances, preds, run_dir=tmp_path / "eval", repos=repos)
-    assert verdicts[calc.instance_id].passed
-    assert not verdicts[slug.instance_id].passed
-    assert verdicts[slug.instance_id].tests["tests/test_slug.py::test_lower"] == "failed"
+    reports = grade(instances, preds, repos, tmp_path / "eval")
+    assert reports[calc.instance_id].resolved, reports[calc.instance_id]
+    assert not reports[slug.instance_id].resolved
+    assert "tests/test_slug.py::test_lower" in reports[slug.instance_id].fail_to_pass.failure
 
 
 def test_cli_runs_and_evaluates(tmp_path: Path, model: str) -> None:
