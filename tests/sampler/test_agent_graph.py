@@ -36,12 +36,17 @@ class State(TypedDict):
     sampled: Annotated[list, operator.add]
 
 
-def react(messages: list[dict[str, Any]], index: int, params: dict[str, Any]) -> str | dict[str, Any]:
-    """A ReAct-style model: ask the weather tool (cities vary by sample, Paris wins the vote), then answer."""
-    if messages[-1]["role"] == "tool":
-        return f"It is {messages[-1]['content']}."
-    city = "Rome" if index == 1 else "Paris"
-    return {"content": None, "tool_calls": [{"function": {"name": "weather", "arguments": f'{{"city": "{city}"}}'}}]}
+def react(text: str | None) -> Any:
+    """A ReAct-style model: ask the weather tool (with `text` beside the call, or none; cities vary by sample,
+    Paris wins the vote), then answer from the tool's result."""
+    def model(messages: list[dict[str, Any]], index: int, params: dict[str, Any]) -> str | dict[str, Any]:
+        if messages[-1]["role"] == "tool":
+            return f"It is {messages[-1]['content']}."
+        city = "Rome" if index == 1 else "Paris"
+        return {"content": text,
+                "tool_calls": [{"function": {"name": "weather", "arguments": f'{{"city": "{city}"}}'}}]}
+
+    return model
 
 
 def agent_graph(sampler: AllocatedSampler, llm: Any) -> Any:
@@ -58,8 +63,9 @@ def agent_graph(sampler: AllocatedSampler, llm: Any) -> Any:
     return builder.compile()
 
 
-def test_a_wrapped_react_node_loops_through_a_tool_node(script):
-    name, model = script(react)
+@pytest.mark.parametrize("text", [None, "Let me check the weather."], ids=["tool-call-only", "text-and-tool-call"])
+def test_a_wrapped_react_node_loops_through_a_tool_node(script, text):
+    name, model = script(react(text))
     sampler = AllocatedSampler([SamplingConfig(name="a", model=model)], {"a": 3}, batch_n=False, seed=0)
     graph = agent_graph(sampler, ChatLiteLLM(model=model).bind_tools([weather]))
 
@@ -67,6 +73,7 @@ def test_a_wrapped_react_node_loops_through_a_tool_node(script):
 
     asked, answer = final["messages"][1], final["messages"][-1]
     assert isinstance(asked, AIMessage) and asked.tool_calls[0]["args"] == {"city": "Paris"}
+    assert asked.content == (text or "")
     assert isinstance(final["messages"][2], ToolMessage) and final["messages"][2].content == "sunny in Paris"
     assert answer.content == "It is sunny in Paris."
     assert calls(name) == 6 and len(final["sampled"]) == 2  # two model turns, three samples each

@@ -12,12 +12,14 @@ from typing import Any
 
 import litellm
 import pytest
+import tenacity
 from openai_stub import stub_server
 
 from osca.cache import SampleCache
 from osca.configs import SamplingConfig
 from osca.exceptions import SamplingError, SandboxUnavailable
 from osca.ledger import Ledger
+from osca.policies import Deadline, Retry
 from osca.providers.scripted import calls
 from osca.sampler import AllocatedSampler
 from osca.verifiers import UnitTestVerifier
@@ -166,7 +168,7 @@ def test_a_configuration_naming_an_unknown_backend_is_refused(script):
 
 def warm_up(server: Any) -> None:
     """LiteLLM's first OpenAI call imports its client (seconds on a busy machine): not what a deadline times."""
-    litellm.completion(model="openai/quick", messages=MESSAGES, api_base=server.api_base, api_key="x")
+    one("openai/quick").completion(messages=MESSAGES, api_base=server.api_base, api_key="x")
 
 
 def test_a_hanging_provider_with_timeout_2_returns_within_5_seconds():
@@ -258,3 +260,35 @@ def test_a_call_may_bring_its_own_ledger_backend_and_prompt_variants(script):
 
     assert resp.choices[0].message.content == "Briefly: What is the weather in Paris?"
     assert task.total().samples == 2 and sampler.ledger.total().samples == 0
+
+
+class Hangs:
+    """A backend whose requests never answer (a provider that accepted the connection and went quiet)."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def acompletion(self, **request: Any) -> Any:
+        self.attempts += 1
+        await asyncio.sleep(3600)
+
+    def supports_n(self, request: dict[str, Any]) -> bool:
+        return False
+
+    def priced_model(self, request: dict[str, Any]) -> str:
+        return request["model"]
+
+
+def test_a_per_sample_deadline_bounds_each_attempt_and_the_retries_stay_the_samplers():
+    backend, waits = Hangs(), []
+
+    async def no_wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    sampler = AllocatedSampler([SamplingConfig(name="a", model="fake/m")], {"a": 2}, backend=backend, seed=0,
+                               deadline=Deadline(sample=0.2),
+                               retry=Retry(stop=tenacity.stop_after_attempt(2), sleep=no_wait))
+    start = time.monotonic()
+    with pytest.raises(SamplingError, match="no answer within 0.2 s"):
+        sampler.completion(messages=MESSAGES)
+    assert time.monotonic() - start < 3 and backend.attempts == 4 and len(waits) == 2
