@@ -37,7 +37,7 @@ def test_invariants(seed, n_configs, n_problems, runs, make_counts):
         assert res.objective >= best_pure(data, budget) - 1e-12
         assert res.objective <= res.upper_bound + 1e-12
         assert res.gap == pytest.approx(res.upper_bound - res.objective)
-        assert res.method == "greedy_swap"
+        assert res.method == "frank_wolfe"
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -149,10 +149,10 @@ def test_no_bound():
 
 def test_restart_options(make_counts):
     data = make_counts(5, 20, 6, seed=1)
-    res = learn_allocation(data, 7, restarts=0)
+    res = learn_allocation(data, 7, method="greedy_swap", restarts=0)
     assert res.x.sum() == 7
     assert "0 restarts" in res.message
-    more = learn_allocation(data, 7, restarts=4, perturb=0.3)
+    more = learn_allocation(data, 7, method="greedy_swap", restarts=4, perturb=0.3)
     assert more.x.sum() == 7
 
 

@@ -70,7 +70,8 @@ def learn(
     counts: CountsArg,
     budget: Annotated[float, typer.Option(help="Samples per problem C (cost units when configs have costs).")],
     seed: SeedOpt = 0,
-    method: Annotated[str, typer.Option(help="greedy_swap (default) or hill_climbing (the paper's).")] = "greedy_swap",
+    method: Annotated[str, typer.Option(
+        help="frank_wolfe (default), greedy_swap, or hill_climbing (the paper's).")] = "frank_wolfe",
     configs: ConfigsOpt = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the allocation JSON here.")] = None,
 ) -> None:

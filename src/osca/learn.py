@@ -3,12 +3,12 @@
 One entry point, `learn_allocation(..., method=...)`, dispatching to private solvers that all return an
 `AllocationResult` (the shape of scipy's `minimize`):
 
-- ``"greedy_swap"`` (default): lazy greedy on marginal gain per cost, then steepest pairwise-exchange local
-  search (move one sample from configuration i to j) with exact, vectorized gains, then seeded perturbation
-  restarts. Deterministic for a seed.
-- ``"frank_wolfe"``: pairwise Frank-Wolfe on the concave relaxation until its duality gap is small, seeded
-  roundings of the relaxed optimum scored exactly, then greedy fill and pairwise exchange from the best two.
-  Fewer integer moves than ``greedy_swap``; local optima of the two differ by ~1e-7 either way (issue 13).
+- ``"frank_wolfe"`` (default): pairwise Frank-Wolfe on the concave relaxation until its duality gap is small,
+  seeded roundings of the relaxed optimum scored exactly, then greedy fill and pairwise exchange from the best
+  two: a few hundred matrix-vector products instead of a greedy pass over the whole budget (issue 13).
+- ``"greedy_swap"``: lazy greedy on marginal gain per cost, then steepest pairwise-exchange local search (move
+  one sample from configuration i to j) with exact, vectorized gains, then seeded perturbation restarts.
+  Both are deterministic for a seed; their local optima can differ by ~1e-7 either way.
 - ``"hill_climbing"``: the paper's Algorithm 1 as released (LeiLiLab/OSCA `osca.py`): a random list of C
   configuration choices, each position in turn switched to the configuration that most improves f, until a
   full pass changes nothing. Unit costs only.
@@ -345,7 +345,7 @@ _METHODS: dict[str, Solver] = {"frank_wolfe": _frank_wolfe, "greedy_swap": _gree
 
 
 def learn_allocation(data: CountMatrix | ScoreMatrix, budget: float, *, seed: int = 0,
-                     method: str | Solver = "greedy_swap", bound: bool = True,
+                     method: str | Solver = "frank_wolfe", bound: bool = True,
                      **options: Any) -> AllocationResult:
     """Learn how many samples to draw from each configuration to maximize the chance one is correct.
 
@@ -357,7 +357,7 @@ def learn_allocation(data: CountMatrix | ScoreMatrix, budget: float, *, seed: in
         data: correctness counts (or scores) on the training problems.
         budget: samples per problem C, or cost units when configurations have costs.
         seed: seeds every random choice (restarts, the paper's random start).
-        method: ``"greedy_swap"`` (default), ``"frank_wolfe"``, ``"hill_climbing"`` (the paper's), or a callable
+        method: ``"frank_wolfe"`` (default), ``"greedy_swap"``, ``"hill_climbing"`` (the paper's), or a callable
             ``(targets, budget, rng, **options) -> (x, nit, message)``.
         bound: compute the certified `upper_bound` (costs a few dozen matrix-vector products).
         **options: passed to the solver (``greedy_swap``: ``restarts``, ``perturb``; ``frank_wolfe``: ``gap``,
