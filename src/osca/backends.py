@@ -47,6 +47,7 @@ class LiteLLMBackend:
 
     def supports_n(self, request: dict[str, Any]) -> bool:
         model = request["model"]
+        ensure_provider(model)  # osca's own providers say what they support once registered
         provider = model.split("/", 1)[0] if "/" in model else None
         try:
             supported = litellm().get_supported_openai_params(model=model.split("/", 1)[-1],

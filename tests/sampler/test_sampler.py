@@ -511,7 +511,8 @@ def test_early_stop_with_a_wave_of_one_stops_at_the_passing_sample(script):
 def test_early_stop_draws_everything_when_nothing_passes(script):
     name, model = script(Recorder(lambda messages, index, params: "bad"))
     sampler = AllocatedSampler([SamplingConfig(name="a", model=model), SamplingConfig(name="b", model=model)],
-                               {"a": 3, "b": 1}, verifier=passes_if("good"), early_stop=EarlyStop(), batch_n=False, seed=0)
+                               {"a": 3, "b": 1}, verifier=passes_if("good"), early_stop=EarlyStop(), batch_n=False,
+                               seed=0)
     resp = sampler.completion(messages=MESSAGES)
     assert [(c.config, c.index) for c in resp.osca.candidates] == sampler.plan()
     assert resp.osca.unspent == 0 and calls(name) == 4
@@ -677,7 +678,8 @@ def test_acompletion_returns_what_completion_returns(script):
 
     assert summary(async_) == summary(sync)
     assert [c.verification for c in async_.osca.candidates] == [c.verification for c in sync.osca.candidates]
-    assert (async_.osca.selected.config, async_.osca.selected.index) == (sync.osca.selected.config, sync.osca.selected.index)
+    assert (async_.osca.selected.config, async_.osca.selected.index) == (sync.osca.selected.config,
+                                                                         sync.osca.selected.index)
     assert async_.choices[0].message.content == sync.choices[0].message.content
     assert async_.usage.total_tokens == sync.usage.total_tokens
 
