@@ -307,6 +307,7 @@ def register(*, n_ctx: int | None = None, n_threads: int | None = None) -> Local
         register_provider(PROVIDER, handler)
         litellm.register_model({f"{PROVIDER}/{name}": {
             "max_input_tokens": context_window(name, handler.n_ctx), "max_tokens": context_window(name, handler.n_ctx),
-            "input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "litellm_provider": PROVIDER, "mode": "chat",
+            "input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "cache_creation_input_token_cost": 0.0,
+            "cache_read_input_token_cost": 0.0, "litellm_provider": PROVIDER, "mode": "chat",
         } for name in MODELS})
         return handler
