@@ -7,6 +7,7 @@ the selected one can be handed back unchanged and an agent's tool loop continues
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -109,13 +110,16 @@ def validate_message(message: Any) -> dict[str, Any]:
     if not isinstance(calls, list):
         raise ValueError("tool_calls is not a list")
     out_calls = []
-    for call in calls:
+    for k, call in enumerate(calls):
         fn = call.get("function") if isinstance(call, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(
                 fn.get("arguments", ""), str):
             raise ValueError(f"malformed tool call {call!r}: it needs a function name and string arguments")
-        out_calls.append({"id": call.get("id"), "type": call.get("type") or "function",
-                          "function": {"name": fn["name"], "arguments": fn.get("arguments") or ""}})
+        arguments = fn.get("arguments") or ""
+        # a tool message answers a call by its id (LangGraph's ToolNode too): a server that sends none gets one
+        made = "call_" + hashlib.sha256(f"{k}:{fn['name']}:{arguments}".encode()).hexdigest()[:24]
+        out_calls.append({"id": call.get("id") or made, "type": call.get("type") or "function",
+                          "function": {"name": fn["name"], "arguments": arguments}})
     if out_calls:
         out["tool_calls"] = out_calls
     if not isinstance(content, str) and not out_calls and not out.get("function_call"):

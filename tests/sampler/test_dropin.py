@@ -292,3 +292,26 @@ def test_a_per_sample_deadline_bounds_each_attempt_and_the_retries_stay_the_samp
     with pytest.raises(SamplingError, match="no answer within 0.2 s"):
         sampler.completion(messages=MESSAGES)
     assert time.monotonic() - start < 3 and backend.attempts == 4 and len(waits) == 2
+
+
+class NoCallIds:
+    """A backend answering with a tool call that has no id (plain dicts, as some servers' clients give them)."""
+
+    async def acompletion(self, **request: Any) -> Any:
+        message = {"role": "assistant", "tool_calls": [{"type": "function", **call("weather", "{}")}]}
+        return SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason="tool_calls")], usage=None)
+
+    def supports_n(self, request: dict[str, Any]) -> bool:
+        return False
+
+    def priced_model(self, request: dict[str, Any]) -> str:
+        return request["model"]
+
+
+def test_a_tool_call_without_an_id_gets_a_stable_one():
+    def tool_call_id() -> str:
+        sampler = AllocatedSampler([SamplingConfig(name="a", model="fake/m")], {"a": 1}, backend=NoCallIds())
+        return sampler.completion(messages=MESSAGES, tools=TOOLS).choices[0].message.tool_calls[0].id
+
+    first = tool_call_id()
+    assert first.startswith("call_") and first == tool_call_id()  # a ToolNode answers it by this id
