@@ -95,3 +95,15 @@ def test_concurrent_requests_overlap_when_the_caps_leave_room():
                                ledger=Ledger(caps=Caps(dollars=1.0)), concurrency=8, seed=0)
     sampler.completion(messages=MESSAGES, max_tokens=50)
     assert backend.most_in_flight == 8  # reservations do not serialize requests that all fit
+
+
+def test_reserve_grants_what_the_worst_case_fits_and_names_the_cap():
+    ledger = Ledger(caps=Caps(tokens=100, dollars=1.0))
+    worst = Spend(samples=1, prompt_tokens=10, completion_tokens=20, dollars=0.1)
+    assert ledger.reserve(5, worst) == (3, "token cap 100: a sample may use up to 30 tokens and 100 are left")
+    assert ledger.reserved == Spend(samples=3, prompt_tokens=30, completion_tokens=60, dollars=pytest.approx(0.3))
+    assert ledger.reserve(1, worst) == (0, "token cap 100: a sample may use up to 30 tokens and 10 are left")
+    ledger.record("s", "c", Spend(samples=1, prompt_tokens=10, completion_tokens=5, dollars=0.02))
+    ledger.release(3, worst)  # settled: one sample spent 15 tokens of the 90 reserved
+    assert ledger.reserved == Spend(dollars=pytest.approx(0.0))
+    assert ledger.reserve(9, worst)[0] == 2  # 85 tokens left: two more worst cases fit
