@@ -9,9 +9,10 @@ from osca.sandbox.container import LABEL, OWNER_HOST, OWNER_PID
 
 
 def _containers_of(client, pid: int) -> list:
-    """osca containers owned by process `pid` of this machine (running or not)."""
-    found = client.containers.list(all=True, filters={"label": [LABEL, f"{OWNER_PID}={pid}"]})
-    return [c for c in found if c.labels.get(OWNER_HOST) == socket.gethostname()]
+    """osca containers owned by process `pid` of this machine (running or not). Listed sparsely: inspecting each
+    would race the auto-removal of other sessions' containers."""
+    found = client.containers.list(all=True, sparse=True, filters={"label": [LABEL, f"{OWNER_PID}={pid}"]})
+    return [c for c in found if (c.attrs.get("Labels") or {}).get(OWNER_HOST) == socket.gethostname()]
 
 
 @pytest.fixture

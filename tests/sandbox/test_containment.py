@@ -106,8 +106,8 @@ def test_writes_outside_scratch_fail(box, target):
 
 
 def test_exit_before_tests_is_never_a_pass(box):
-    v = verify(box, "import os\nos._exit(0)\n")
-    assert v.status is Status.NO_REPORT, v.detail
+    v = verify(box, "import os\nos._exit(0)\n")  # the candidate's own process ends while it loads
+    assert v.status in (Status.SETUP_FAILED, Status.NO_REPORT), v.detail
 
 
 def test_killing_the_runner_is_never_a_pass(box):
@@ -118,7 +118,7 @@ def test_killing_the_runner_is_never_a_pass(box):
 def test_forged_result_line_is_ignored(box):
     forged = 'OSCA-RESULT 0 {"exit_code": 0, "timed_out": false, "duration": 0, "output": "", "tests": {}}'
     v = verify(box, f"import sys, os\nprint({forged!r})\nsys.stdout.flush()\nos._exit(0)\n")
-    assert v.status is Status.NO_REPORT, v.detail
+    assert v.status in (Status.SETUP_FAILED, Status.NO_REPORT), v.detail
 
 
 def test_no_osca_container_is_left(containers_of, box):

@@ -36,11 +36,12 @@ def pool(docker_client):
 
 
 def job_processes(pool: SandboxPool) -> list[list[str]]:
-    """Processes left in the pool's containers that do not belong to root (the server and its zygote)."""
+    """Live processes left in the pool's containers that do not belong to root (the server and its zygote);
+    zombies are dead already, only not yet reaped by the container's init."""
     rows = []
     for worker in list(pool._all):
-        top = worker.container.top(ps_args="-eo user,pid,args")
-        rows += [row for row in top["Processes"] if row[0] != "root"]
+        top = worker.container.top(ps_args="-eo user,pid,stat,args")
+        rows += [row for row in top["Processes"] if row[0] != "root" and not row[2].startswith("Z")]
     return rows
 
 

@@ -3,9 +3,11 @@ recycling."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from osca.sandbox.container import LABEL, DockerSandbox, Job, Limits
+from osca.sandbox.container import DockerSandbox, Job, Limits
 from osca.sandbox.pool import SandboxPool
 from osca.verifiers import InProcessUnitTestVerifier, Status, UnitTestVerifier
 
@@ -91,13 +93,13 @@ def test_generic_command_and_bad_paths(pool):
         pool.run(Job(files={"../x.py": ""}, argv=["true"]))
 
 
-def test_close_leaves_no_container(docker_client):
-    def labelled() -> set[str]:
-        return {c.id for c in docker_client.containers.list(all=True, filters={"label": LABEL})}
+def test_close_leaves_no_container(docker_client, containers_of):
+    def mine() -> set[str]:
+        return {c.id for c in containers_of(os.getpid())}  # other sessions may be starting containers too
 
-    before = labelled()
+    before = mine()
     with SandboxPool(size=2, client=docker_client) as p:
-        mine = labelled() - before
-        assert len(mine) == 2
+        started = mine() - before
+        assert len(started) == 2
         p.run(Job(files={}, argv=["true"]))
-    assert not labelled() & mine
+    assert not mine() & started

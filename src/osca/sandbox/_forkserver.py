@@ -34,7 +34,8 @@ JOB_UIDS = (runner.CANDIDATE_UID, runner.JOB_UID, runner.TREE_UID)  # wiped in t
 WIPE = (runner.SCRATCH, "/tmp", "/dev/shm", "/dev/mqueue")
 RESULT_CAP = 16 << 20
 BACKSTOP = 3.0
-"""Seconds past the wall clock after which the server kills a job child that has not reported."""
+"""Seconds past the wall clock (when the server kills every job process) after which it also kills a job's
+runner that has not reported."""
 IPC_RMID = 0
 
 
@@ -210,28 +211,15 @@ def _ipc_objects(kind):
     return [(int(r[key]), int(r[header.index("uid")])) for r in rows]
 
 
-def _job_processes():
-    """Pids of live (not zombie) processes of the job uids."""
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/status" % entry) as f:
-                fields = dict(line.split(":", 1) for line in f if ":" in line)
-        except OSError:
-            continue
-        if int(fields["Uid"].split()[0]) in JOB_UIDS and not fields["State"].strip().startswith("Z"):
-            found.append(int(entry))
-    return found
-
-
 def _reset(kill):
     """Kill every job process (if `kill`: a job that reported has had them killed by its runner) and wipe what
     jobs can write, each as its uid; whether nothing is left."""
-    for uid in JOB_UIDS if kill else ():
-        runner.kill_uid(uid)
+    if kill:
+        runner.kill_uids(JOB_UIDS)
     for uid in JOB_UIDS:  # the candidate's files first, the tree's directories last
         runner._as_user(uid, (), _wipe)
-    if _job_processes() or any(os.listdir(top) for top in WIPE if os.path.isdir(top)):
+    runner._kill_by_scan(set(JOB_UIDS))  # returns once no process of theirs is left
+    if any(os.listdir(top) for top in WIPE if os.path.isdir(top)):
         return False
     return not any(uid in JOB_UIDS for kind in ("shm", "sem", "msg") for _, uid in _ipc_objects(kind))
 
@@ -250,14 +238,19 @@ def _serve_one(spec, zygote, stdin, emit):
             f.write(json.dumps(spec).encode())  # the child reads it whole before anything else
         except BrokenPipeError:
             pass
-    deadline = start + spec["wall_clock"] + BACKSTOP
-    data, killed = b"", False
+    # The wall clock is held here as well as in the job's runner: under a fork bomb the runner is starved of CPU.
+    deadline = start + spec["wall_clock"]
+    data, timed_out, killed = b"", False, False
     while True:
         timeout = None if killed else max(0.0, deadline - time.monotonic())
         ready, _, _ = select.select([0, result_r], [], [], timeout)
-        if not ready:
+        if not ready and not timed_out:
+            timed_out = True
+            runner._kill_by_scan(set(JOB_UIDS))  # no fork needed; the runner then sees its command end
+            deadline += BACKSTOP
+        elif not ready:
             killed = True
-            os.kill(pid, signal.SIGKILL)  # its result pipe closes with it
+            os.kill(pid, signal.SIGKILL)  # the runner did not report either: its result pipe closes with it
         if 0 in ready and not stdin.fill():
             os.kill(pid, signal.SIGKILL)
             raise HostGone()
@@ -277,7 +270,9 @@ def _serve_one(spec, zygote, stdin, emit):
         return runner._result(-signal.SIGKILL, True, duration, "", None, "the job never reported", clean=clean)
     if not data:
         raise RuntimeError("the job's process ended without a result")
-    return dict(json.loads(data), clean=clean)
+    result = json.loads(data)
+    result["timed_out"] = result["timed_out"] or timed_out
+    return dict(result, clean=clean)
 
 
 class Channel(Lines):

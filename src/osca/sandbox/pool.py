@@ -112,6 +112,8 @@ class SandboxPool:
         self._idle: deque[_Worker] = deque()
         self._waiting: deque[_Turn] = deque()
         self._all: set[_Worker] = set()
+        self._replacing: set[threading.Thread] = set()
+        self._failure: SandboxError | None = None
         self._lock = threading.Lock()
         self.recycled = 0
         try:
@@ -132,6 +134,8 @@ class SandboxPool:
         with self._lock:
             if self._idle and not self._waiting:
                 return self._idle.popleft()
+            if not self._all and not self._replacing:
+                raise self._failure or SandboxError("the pool has no containers left (closed?)")
             turn = _Turn()
             self._waiting.append(turn)
         try:
@@ -143,7 +147,8 @@ class SandboxPool:
             if turn.worker is not None:
                 self._release(turn.worker)
             raise
-        assert turn.worker is not None
+        if turn.worker is None:  # every container is gone and none could be replaced
+            raise self._failure or SandboxError("the pool has no containers left")
         return turn.worker
 
     def _release(self, worker: _Worker) -> None:
@@ -156,13 +161,43 @@ class SandboxPool:
             else:
                 self._idle.append(worker)
 
-    def _fresh(self, worker: _Worker) -> _Worker:
-        """Remove `worker`'s container and return a new worker in its place (not yet released)."""
+    def _retire(self, worker: _Worker) -> None:
         with self._lock:
             self._all.discard(worker)
             self.recycled += 1
+
+    def _fresh(self, worker: _Worker) -> _Worker:
+        """Remove `worker`'s container and return a new worker in its place (not yet released)."""
+        self._retire(worker)
         worker.close()
         return self._new_worker()
+
+    def _replace_later(self, worker: _Worker) -> None:
+        """`_fresh` in a thread: the caller has its result and does not wait for a new container. If none can
+        be made and no container is left, the callers waiting in line get the error."""
+
+        def replace() -> None:
+            try:
+                worker.close()
+                fresh = self._new_worker()
+            except Exception as e:  # noqa: BLE001  (kept for the callers: a thread has no one to raise to)
+                with self._lock:
+                    self._replacing.discard(thread)
+                    self._failure = SandboxError(f"a pool container could not be replaced: {e}")
+                    stranded = [] if self._all or self._replacing else list(self._waiting)
+                    self._waiting = deque(t for t in self._waiting if t not in stranded)
+                for turn in stranded:
+                    turn.ready.set()
+                return
+            with self._lock:
+                self._replacing.discard(thread)
+            self._release(fresh)
+
+        thread = threading.Thread(target=replace, name="osca-pool-replace", daemon=True)
+        with self._lock:
+            self._replacing.add(thread)
+        self._retire(worker)
+        thread.start()
 
     def _started(self, job: Job) -> _Worker:
         """A worker whose server has taken `job`. A server found dead before that is replaced and the job
@@ -201,12 +236,20 @@ class SandboxPool:
             healthy = clean and result.signal != 9 and worker.jobs < self.max_jobs
             return result
         finally:
-            self._release(worker if healthy else self._fresh(worker))
+            if healthy:
+                self._release(worker)
+            else:
+                self._replace_later(worker)
 
     async def arun(self, job: Job) -> JobResult:
         return await asyncio.to_thread(self.run, job)
 
     def close(self) -> None:
+        while self._replacing:  # a replacement under way adds its container when done
+            with self._lock:
+                pending = next(iter(self._replacing), None)
+            if pending is not None:
+                pending.join()
         with self._lock:
             workers, self._all = list(self._all), set()
             self._idle.clear()
