@@ -1,7 +1,9 @@
-"""What `pip install osca` gets: one top-level package, with Agentless and the sandbox recipe inside it."""
+"""What `pip install osca` gets: one top-level package, with Agentless and the sandbox recipe inside it, from a
+wheel or an editable install alike; and Agentless, an application of osca, uses only osca's public API."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import zipfile
@@ -34,3 +36,27 @@ def test_an_editable_install_imports_osca_agents_from_the_repository_in_place(tm
     out = subprocess.run([str(python), "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path,
                          env={"PYTHONPATH": str(deps), "PATH": "/usr/bin:/bin"}).stdout.split()
     assert out == [str(ROOT / "agents" / "__init__.py"), str(ROOT / "agents" / "agentless" / "graph.py")]
+
+
+def private_osca_imports(source: str) -> list[str]:
+    """`osca._x` modules, and `_names` taken from osca modules, that `source` imports."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules = [node.module]
+            if node.module.split(".")[0] == "osca":
+                found += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+        else:
+            continue
+        found += [m for m in modules if m.split(".")[0] == "osca" and any(p.startswith("_") for p in m.split("."))]
+    return found
+
+
+def test_agents_use_only_the_public_api_of_osca() -> None:
+    assert private_osca_imports("from osca._jsonl import a\nimport osca._litellm\nfrom osca.x import _y, z") == [
+        "osca._jsonl", "osca._litellm", "osca.x._y"]
+    used = {str(p.relative_to(ROOT)): private_osca_imports(p.read_text(encoding="utf-8"))
+            for p in sorted((ROOT / "agents").rglob("*.py"))}
+    assert {path: names for path, names in used.items() if names} == {}

@@ -31,8 +31,8 @@ from pydantic import BaseModel, ConfigDict
 
 from osca.exceptions import DataError, ImageMissing, SandboxError
 from osca.sandbox.container import DockerSandbox, Job, Limits
-from osca.sandbox.image import (_cleanup, _image_exists, bootstrap_root, docker_client, image_tag, import_root,
-                                in_root, suite_for_python)
+from osca.sandbox.image import (bootstrap_root, docker_client, image_exists, image_tag, import_root, in_root,
+                                remove_build_dir, suite_for_python)
 
 from .swebench import SWEInstance
 
@@ -284,7 +284,7 @@ def _cached_root(path: Path, make: Callable[[Path], None]) -> Path:
             if not path.is_dir():
                 raise
     finally:
-        _cleanup(work)
+        remove_build_dir(work)
     return path
 
 
@@ -348,7 +348,7 @@ def build_env_image(instance: SWEInstance, source: Path, *, client: docker.Docke
     own = client is None
     client = client or docker_client()
     try:
-        if _image_exists(client, tag) and not force:
+        if image_exists(client, tag) and not force:
             say(f"{tag} is already built")
             return tag
         _git(source, "cat-file", "-e", f"{instance.base_commit}^{{commit}}")
@@ -377,7 +377,7 @@ def build_env_image(instance: SWEInstance, source: Path, *, client: docker.Docke
             import_root(client, root, tag, changes=changes, progress=say,
                         labels={"osca.swebench": instance.instance_id, "osca.env": _env_key(instance, spec)})
         finally:
-            _cleanup(work)
+            remove_build_dir(work)
     finally:
         if own:
             client.close()
@@ -407,7 +407,7 @@ def env_sandbox(image: str, contract: ImageContract = CONTRACT, *, network: bool
     network only when asked. ImageMissing, naming the command that makes it, when the image is absent."""
     box = DockerSandbox(image=image, limits=limits, client=client, network=network, writable_root=True,
                         user=contract.user)
-    if not _image_exists(box.client, image):
+    if not image_exists(box.client, image):
         box.close()
         how = (f"pull it with `docker pull {image}` (osca never pulls)" if image.startswith("swebench/")
                else "build it with `osca agentless env build INSTANCES --ids ID`")

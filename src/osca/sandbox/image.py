@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     import docker
 
 __all__ = ["DEFAULT_MIRROR", "PYTHON_SUITES", "REPOSITORY", "SUITE", "bootstrap_root", "build_image", "docker_client",
-           "ensure_image", "image_tag", "import_root", "in_root", "recipe_dir", "suite_for_python"]
+           "ensure_image", "image_exists", "image_tag", "import_root", "in_root", "recipe_dir", "remove_build_dir",
+           "suite_for_python"]
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -130,7 +131,8 @@ def docker_client(timeout: float = 5.0, *, request_timeout: float = 600.0) -> do
     return client
 
 
-def _image_exists(client: docker.DockerClient, tag: str) -> bool:
+def image_exists(client: docker.DockerClient, tag: str) -> bool:
+    """Whether Docker has an image `tag` (a daemon error other than "not found" raises)."""
     import docker.errors
 
     try:
@@ -148,7 +150,7 @@ def ensure_image(client: docker.DockerClient, tag: str | None = None) -> str:
     Raises ImageMissing, naming the build command, when it is absent.
     """
     tag = tag or image_tag()
-    if not _image_exists(client, tag):
+    if not image_exists(client, tag):
         raise ImageMissing(f"sandbox image {tag} is not built; build it with `osca sandbox build` "
                            "(as root, needs debootstrap; `sudo bash sandboxes/ensure-docker.sh` installs it)")
     return tag
@@ -218,8 +220,8 @@ def _mounts_under(root: Path) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def _cleanup(workdir: Path) -> None:
-    """Remove the build directory without ever descending into something still mounted inside it
+def remove_build_dir(workdir: Path) -> None:
+    """Remove a build directory without ever descending into something still mounted inside it
     (an interrupted debootstrap can leave /proc, /sys or /dev mounted in the new root)."""
     for point in _mounts_under(workdir):
         subprocess.run(["umount", "-l", point], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
@@ -347,7 +349,7 @@ def import_root(client: docker.DockerClient, root: Path, tag: str, *, changes: S
         _run([tools["tar"], "-C", str(root), "--numeric-owner", "--exclude=./proc/*", "--exclude=./sys/*",
               "--exclude=./dev/*", "-cf", str(tarball), "."], "tar", say, env=_build_env())
         say(f"importing into Docker as {tag}")
-        previous = client.images.get(tag).id if _image_exists(client, tag) else None
+        previous = client.images.get(tag).id if image_exists(client, tag) else None
         repository, _, version = tag.partition(":")
         try:
             client.api.import_image(src=str(tarball), repository=repository, tag=version,
@@ -356,7 +358,7 @@ def import_root(client: docker.DockerClient, root: Path, tag: str, *, changes: S
             raise SandboxError(f"docker import of {tag} failed: {_one_line(e)}") from None
     finally:
         tarball.unlink(missing_ok=True)
-    if not _image_exists(client, tag):
+    if not image_exists(client, tag):
         raise SandboxError(f"docker import finished but {tag} is not there")
     if previous is not None and client.images.get(tag).id != previous:
         try:  # the replaced image is now untagged; drop it unless a container still uses it
@@ -368,7 +370,7 @@ def import_root(client: docker.DockerClient, root: Path, tag: str, *, changes: S
 
 def _build(client: docker.DockerClient, *, force: bool, say: Progress) -> str:
     tag = image_tag()
-    if _image_exists(client, tag) and not force:
+    if image_exists(client, tag) and not force:
         say(f"{tag} is already built")
         return tag
     _build_tools()
@@ -380,6 +382,6 @@ def _build(client: docker.DockerClient, *, force: bool, say: Progress) -> str:
                     progress=say)
     finally:
         say("removing temporary files")
-        _cleanup(workdir)
+        remove_build_dir(workdir)
     say(f"built {tag}")
     return tag
