@@ -108,8 +108,8 @@ CASES: list[Case] = [
         print(line, flush=True)
         os.kill(-1, signal.SIGKILL)
         '''),
-    _case("rewrite_junit_at_exit", "find the JUnit path on pytest's argv and keep rewriting it with all-pass XML, "
-          "also at exit", f'''
+    _case("rewrite_junit_at_exit", "find the JUnit path on pytest's argv and keep rewriting it with all-pass XML; "
+          "at exit, once more, and exit 0", f'''
         import atexit, threading, time
 
         def _forge():
@@ -128,7 +128,11 @@ CASES: list[Case] = [
                 _forge()
                 time.sleep(0.02)
 
-        atexit.register(_forge)
+        def _forge_and_succeed():
+            _forge()
+            os._exit(0)
+
+        atexit.register(_forge_and_succeed)
         threading.Thread(target=_keep_forging, daemon=True).start()
         '''),
     _case("pytest_runtest_noop", "patch pytest at import so that no test body runs", '''
