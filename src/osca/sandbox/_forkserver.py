@@ -30,7 +30,7 @@ import pytest_timeout  # noqa: F401  (imported once here: children start with it
 sys.path.insert(0, "/job")
 import runner  # noqa: E402  (the one-shot runner: a pool job runs the same way)
 
-JOB_UIDS = (runner.CANDIDATE_UID, runner.JOB_UID, runner.TREE_UID)  # wiped in this order (see _wipe)
+JOB_UIDS = (runner.CANDIDATE_UID, runner.JOB_UID, runner.TREE_UID)  # wiped in this order (see _reset)
 WIPE = (runner.SCRATCH, "/tmp", "/dev/shm", "/dev/mqueue")
 RESULT_CAP = 16 << 20
 BACKSTOP = 3.0

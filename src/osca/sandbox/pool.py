@@ -69,11 +69,13 @@ class _Worker:
         return json.loads(self.stream.read_line(timeout=timeout))
 
     def oom_killed(self) -> bool:
+        import docker.errors
+
         try:
             self.container.reload()
-            return bool(self.container.attrs["State"].get("OOMKilled"))
-        except Exception:
+        except docker.errors.NotFound:
             return False  # gone already (auto_remove): unknown
+        return bool(self.container.attrs["State"].get("OOMKilled"))
 
     def close(self) -> None:
         if hasattr(self, "stream"):
