@@ -485,8 +485,8 @@ def _print_advice(advice) -> None:
         out.print(f"[red]no budget[/red] reaches {advice.criterion}: {advice.message}")
         return
     colour = "yellow" if advice.extrapolated else "green"
-    out.print(f"recommended budget for {advice.criterion}: [bold]C = {advice.budget:g}[/bold] {advice.curve.unit}, coverage "
-              f"{advice.coverage:.4f}; [{colour}]{advice.message}[/{colour}]")
+    out.print(f"recommended budget for {advice.criterion}: [bold]C = {advice.budget:g}[/bold] {advice.curve.unit}, "
+              f"coverage {advice.coverage:.4f}; [{colour}]{advice.message}[/{colour}]")
     out.print(f"learned allocation at C = {advice.budget:g}: {_fmt_alloc(advice.allocation)}")
 
 

@@ -274,8 +274,8 @@ def _roundings(x: np.ndarray, budget: float, costs: np.ndarray, rng: np.random.G
     fractional = np.flatnonzero(frac > 1e-9)
     orders = [fractional[np.argsort(-frac[fractional], kind="stable")]]
     if fractional.size:
-        orders += [rng.choice(fractional, size=fractional.size, replace=False, p=frac[fractional] / frac[fractional].sum())
-                   for _ in range(count - 1)]
+        weights = frac[fractional] / frac[fractional].sum()
+        orders += [rng.choice(fractional, size=fractional.size, replace=False, p=weights) for _ in range(count - 1)]
     out = []
     for order in orders:
         y, left = down.copy(), spare

@@ -306,9 +306,9 @@ class PowerLawFit(_FittedRange):
         return f"log c = {self.a:.4f} k^{self.b:.4f} (fitted on k = {self.k_min:g}..{self.k_max:g})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "a": self.a, "b": self.b, "rmse": self.rmse, "rmse_log": self.rmse_log, "max_error": self.max_error,
-                "k_range": [_num(self.k_min), _num(self.k_max)], "n_points": self.n_points,
-                "dropped": [_num(k) for k in self.dropped]}
+        return {"method": self.method, "a": self.a, "b": self.b, "rmse": self.rmse, "rmse_log": self.rmse_log,
+                "max_error": self.max_error, "k_range": [_num(self.k_min), _num(self.k_max)],
+                "n_points": self.n_points, "dropped": [_num(k) for k in self.dropped]}
 
 
 def fit_power_law(k: Sequence[float] | np.ndarray, coverage: Sequence[float] | np.ndarray, *,
