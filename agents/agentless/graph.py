@@ -86,6 +86,9 @@ class AgentlessSettings(BaseModel):
     """Seconds per sandbox job (a whole test run or one reproduction run)."""
     test_workers: int = Field(default=2, ge=1)
     """Sandbox jobs in flight at once."""
+    localize_max_tokens: int = Field(default=512, ge=16)
+    """Answer tokens of the localization calls: file lists and locations are short, and a small model that echoes
+    the prompt instead is cut off early (`max_tokens` bounds the repair and reproduction answers)."""
     max_prompt_tokens: int | None = Field(default=None, ge=256)
     """Tokens a prompt may take (counted with LiteLLM's `token_counter`); None: 90% of the model's context
     window (LiteLLM's `max_input_tokens`, 8,192 when LiteLLM does not know the model) less `max_tokens`."""
@@ -375,8 +378,10 @@ class Agentless:
         Raises:
             DataError: every sample failed (the first error is named).
         """
-        resp = self.samplers[step].completion(messages=[{"role": "user", "content": prompt}],
-                                              max_tokens=self.settings.max_tokens, ledger=ctx.ledger)
+        s = self.settings
+        resp = self.samplers[step].completion(
+            messages=[{"role": "user", "content": prompt}], ledger=ctx.ledger,
+            max_tokens=s.localize_max_tokens if step.startswith("localize") else s.max_tokens)
         drawn = resp.osca.candidates
         answers = [c.text or "" for c in drawn if not c.error]
         if not answers:
@@ -386,18 +391,22 @@ class Agentless:
     # ------------------------------------------------------------------------------------------ nodes
 
     def localize_files(self, state: AgentlessState, ctx: AgentlessContext) -> dict[str, Any]:
-        """Files to edit, from the tree of the library's files most relevant to the problem (as many as fit);
-        an answer naming no known file falls back to the files sharing most words with the problem."""
+        """Files to edit, from the tree of the library's files most relevant to the problem (as many as fit).
+        An answer naming no known file, or echoing the tree (more than twice the files asked for), falls back to
+        the files sharing most words with the problem."""
         problem, n = self._problem(state), self.settings.top_files
         known = python_files(Path(state["repo"]), include_tests=False)
         ranked = rank_paths(known, problem)
         tree, shown = fit_tree(ranked, self._room(prompts.file_localization(problem, "", n)), self._count)
         prompt = prompts.file_localization(problem, tree, n)
         answers = self._ask(ctx, "localize_files", prompt)
-        files = parse_file_list(answers[0], known, n)
+        named = parse_file_list(answers[0], known, len(known))
+        files = named[:n]
         report: dict[str, Any] = {"prompt_tokens": [self._count(prompt)], "tree_files": f"{shown} of {len(known)}"}
-        if not files:
-            files, report["fallback"] = ranked[:n], "no known file in the answer: the files closest to the problem"
+        if not files or len(named) > 2 * n:
+            why = f"the answer lists {len(named)} files (an echo of the tree)" if named else \
+                "no known file in the answer"
+            files, report["fallback"] = ranked[:n], f"{why}: the files closest to the problem"
         return {"files": files, "answers": {"localize_files": answers}, "report": {**report, "files": files}}
 
     def localize_elements(self, state: AgentlessState, ctx: AgentlessContext) -> dict[str, Any]:

@@ -93,6 +93,18 @@ def test_an_answer_naming_no_known_file_falls_back_to_the_files_closest_to_the_i
     assert state["selection"].patch
 
 
+def test_an_answer_echoing_the_tree_falls_back_too(mini) -> None:
+    """Qwen2.5-Coder-0.5B's real answer on a real repository: the tree, re-indented, instead of a choice."""
+    def play(messages, index, params):
+        if "Python files of the repository" in messages[-1]["content"]:
+            return "```python\ncalc/\n    __init__.py\n    fmt.py\n    ops.py\n```"
+        return swe_mini.script(messages, index, params)
+
+    model, _ = scripted(play)
+    state = agent(model, top_files=1).solve(*mini)
+    assert state["files"] == ["calc/ops.py"] and "3 files" in state["report"]["localize_files"]["fallback"]
+
+
 def test_past_the_deadline_every_stage_but_select_is_skipped(mini) -> None:
     model, prompts = scripted()
     steps: list[set[str]] = []
