@@ -101,7 +101,7 @@ def plot_scaling(curves: Sequence[tuple[CoverageCurve, PowerLawFit | Distributio
     ax.set_xscale("log", base=2)
     ax.set_xlabel(f"{curves[0][0].unit} per problem k (log scale)")
     ax.set_ylabel("coverage: expected pass@k")
-    ax.set_title(title + f"\n{fit0.method} fit: {fit0.describe()} (solid: fitted range, dashed: extrapolated)",
+    ax.set_title(f"{title}\n{fit0.method} fit: {fit0.describe()}\n(solid: fitted range, dashed: extrapolated)",
                  fontsize=8)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right")
