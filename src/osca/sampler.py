@@ -374,19 +374,22 @@ class AllocatedSampler:
         """Reserve the request's worst case against the caps, waiting while other requests hold reservations
         that may settle for less; (granted, worst case per sample, why not all)."""
         while True:
-            worst = self._worst_case(call.ledger, backend, request)
+            worst, bound = self._worst_case(call.ledger, backend, request)
             granted, why = call.ledger.reserve(samples, worst)
             if granted or not call.ledger.reserved.samples or call.fatal is not None:
+                if granted and bound:
+                    request["max_tokens"] = worst.completion_tokens
                 return granted, worst, why
             await asyncio.sleep(0.01)
 
-    def _worst_case(self, ledger: Ledger, backend: Backend, request: dict[str, Any]) -> Spend:
+    def _worst_case(self, ledger: Ledger, backend: Backend, request: dict[str, Any]) -> tuple[Spend, bool]:
         """The most one sample of `request` may spend: its prompt's tokens (LiteLLM's counter) plus its
-        `max_tokens` (else the model's maximum output), priced with LiteLLM's cost map. With neither known the
-        request gets a `max_tokens` of what the token cap has left, so the provider stops there."""
+        `max_tokens` (else the model's maximum output), priced with LiteLLM's cost map; and whether, with
+        neither known, the output is bounded by what the token cap has left (the request then gets that as
+        `max_tokens`, so the provider stops there)."""
         caps = ledger.caps
         if caps.tokens is None and caps.dollars is None:
-            return Spend(samples=1)
+            return Spend(samples=1), False
         lm, model = litellm(), backend.priced_model(request)
         prompt = lm.token_counter(model=model, messages=request.get("messages") or [],
                                   tools=request.get("tools"))
@@ -396,17 +399,18 @@ class AllocatedSampler:
                 out = lm.get_model_info(model).get("max_output_tokens")
             except Exception:  # noqa: BLE001  # LiteLLM does not know the model
                 out = None
-        if out is None and caps.tokens is not None:
+        bound = out is None and caps.tokens is not None
+        if bound:
             spent = ledger.total()
             spent.add(ledger.reserved)
-            out = request["max_tokens"] = max(caps.tokens - spent.tokens - prompt, 1)
+            out = max(caps.tokens - spent.tokens - prompt, 1)
         dollars = 0.0
         if out is not None and model not in self._unpriced:
             try:
                 dollars = sum(lm.cost_per_token(model=model, prompt_tokens=prompt, completion_tokens=out))
             except Exception:  # noqa: BLE001  # unpriced (local, scripted, self-hosted): it costs nothing
                 self._unpriced.add(model)
-        return Spend(samples=1, prompt_tokens=prompt, completion_tokens=out or 0, dollars=dollars)
+        return Spend(samples=1, prompt_tokens=prompt, completion_tokens=out or 0, dollars=dollars), bound
 
     async def _dispatch(self, call: _Call, name: str, backend: Backend, req: dict[str, Any], run: list[int],
                         key: str) -> list[int]:
