@@ -315,3 +315,13 @@ def test_a_tool_call_without_an_id_gets_a_stable_one():
 
     first = tool_call_id()
     assert first.startswith("call_") and first == tool_call_id()  # a ToolNode answers it by this id
+
+
+def test_a_tool_call_answer_is_cached_and_replayed_whole(script):
+    name, model = script(_tool_script)
+    cache = SampleCache(":memory:")
+    first = one(model, 2, cache=cache).completion(model, MESSAGES, tools=TOOLS)
+    again = one(model, 2, cache=cache).completion(model, MESSAGES, tools=TOOLS)
+    assert calls(name) == 2 and all(c.cached for c in again.osca.candidates)
+    assert again.choices[0].message.model_dump() == first.choices[0].message.model_dump()
+    assert again.choices[0].message.tool_calls[0].function.name == "weather"
