@@ -238,7 +238,7 @@ def _print_curve(rows, protocol: str, default: str | None, n_test: int) -> None:
     flagged = sorted({n for r in rows for n in r.extrapolated})
     if flagged:
         out.print(f"[yellow]note:[/yellow] some allocations exceed the recorded runs of {', '.join(flagged)}; "
-                  "those use the plug-in estimate (1 - c/n)^k instead of the unbiased one")
+                  "those estimates are held at the recorded runs (the unbiased estimate stops there)")
 
 
 @app.command()

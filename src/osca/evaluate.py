@@ -37,7 +37,7 @@ class Estimate:
     Attributes:
         value: the mean over problems.
         per_problem: shape (n_problems,), each problem's expected success.
-        extrapolated: configurations asked for more samples than they have runs somewhere (plug-in fallback).
+        extrapolated: configurations asked for more samples than they have runs somewhere (held at the runs).
     """
 
     value: float
