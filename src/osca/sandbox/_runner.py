@@ -11,7 +11,8 @@ Started as root holding only CAP_SETUID, CAP_SETGID, CAP_KILL and CAP_DAC_READ_S
 
 The command's output and its JUnit report come back over pipes (`{report}` is `/proc/self/fd/N`), never
 through a file the job could rewrite after the fact. One wall clock covers it all; then every process of the
-three uids is killed, each by its own uid (a root `kill(-1)` would also end the container's guard), and one
+three uids is killed, by a `kill(-1)` as each uid (a root one would also end the container's guard; past a
+fork bomb that leaves no pid for that, by a root scan of /proc), and one
 line `OSCA-RESULT <nonce> <json>` goes to stdout. The nonce is in this process's environment only; the runner
 removes it and makes itself non-dumpable, and no job uid can read root's /proc entries or write its stdout.
 
