@@ -19,8 +19,8 @@ from osca.exceptions import DataError
 
 from .repo import merge_intervals, parse_quietly
 
-__all__ = ["EditError", "SearchReplace", "apply_edits", "make_diff", "normalize_source", "normalized_patch",
-           "parse_edits"]
+__all__ = ["EditError", "SearchReplace", "apply_edits", "echoes", "make_diff", "normalize_source",
+           "normalized_patch", "parse_edits"]
 
 
 class EditError(DataError):
@@ -105,6 +105,17 @@ def parse_edits(text: str, default_path: str | None = None) -> list[SearchReplac
     if state != "out":
         raise EditError(f"the SEARCH block at answer line {start} ({path}) is unterminated")
     return edits
+
+
+def echoes(answer: str, shown: Iterable[str], *, share: float = 0.6) -> bool:
+    """Whether `answer` mostly repeats the code it was shown: at least `share` of its non-blank lines (fences and
+    "###" headings aside) occur, stripped, among the lines of `shown`. Qwen2.5-Coder-0.5B answered the repair
+    prompt of a real SWE-bench instance this way (the localized code, unchanged, cut at the token limit), so a
+    trajectory can say so instead of only "no edit"."""
+    known = {line.strip() for text in shown for line in text.split("\n") if line.strip()}
+    lines = [line.strip() for line in answer.split("\n")
+             if line.strip() and not line.lstrip().startswith(("```", "###"))]
+    return bool(lines) and sum(line in known for line in lines) >= share * len(lines)
 
 
 def _split(text: str) -> tuple[list[str], bool]:

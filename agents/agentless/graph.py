@@ -38,7 +38,7 @@ from osca.sandbox.container import Sandbox
 from osca.selectors import extract_code
 
 from . import prompts
-from .edits import EditError, apply_edits, make_diff, normalized_patch, parse_edits
+from .edits import EditError, apply_edits, echoes, make_diff, normalized_patch, parse_edits
 from .repo import (Element, elements, find_element, fit_lines, fit_sections, fit_tree, merge_intervals, numbered,
                    parse_file_list, parse_locations, python_files, rank_elements, rank_paths, resolve_path,
                    skeleton)
@@ -497,7 +497,9 @@ class Agentless:
                 edits = [replace(e, path=resolve_path(e.path, allowed) or e.path) for e in
                          parse_edits(cand.text, default_path=next(iter(allowed)) if len(allowed) == 1 else None)]
                 if not edits:
-                    raise EditError("the answer has no SEARCH/REPLACE edit")
+                    raise EditError("the answer repeats the code it was shown, with no SEARCH/REPLACE edit"
+                                    if echoes(cand.text, [ctx.sources.text(p) for p in allowed]) else
+                                    "the answer has no SEARCH/REPLACE edit")
                 old = {p: ctx.sources.text(p) for p in allowed}
                 new = apply_edits(old, edits, allowed=allowed)
                 patch = make_diff(old, new)

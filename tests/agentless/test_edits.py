@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from osca.agents.agentless.edits import (EditError, SearchReplace, apply_edits, make_diff, normalize_source,
-                                    normalized_patch, parse_edits)
+from osca.agents.agentless.edits import (EditError, SearchReplace, apply_edits, echoes, make_diff, normalize_source,
+                                        normalized_patch, parse_edits)
 from osca.exceptions import DataError
 
 CALC = """\
@@ -322,3 +322,12 @@ def test_normalized_patch_is_a_vote_key() -> None:
     assert comment_only and normalized_patch(old, comment_only) == ""
     # non-Python files are compared verbatim
     assert normalized_patch({"r.txt": "a\n"}, {"r.txt": "a \n"}) != ""
+
+
+def test_echoes_tells_a_repeated_snippet_from_an_answer() -> None:
+    """The shape of Qwen2.5-Coder-0.5B's real repair answers on a SWE-bench instance: the heading, then the code it
+    was shown, unchanged and cut off at the token limit."""
+    echo = "### pkg/calc.py\ndef sub(a, b):\n    return a - b\n...\n\ndef mul(a, b):\n    return a * b\n\n\ndef d"
+    assert echoes(echo, [CALC])
+    fix = "The bug is in sub.\n```python\n" + block("pkg/calc.py", "    return a - b\n", "    return b - a\n") + "```"
+    assert not echoes(fix, [CALC]) and not echoes("", [CALC])
