@@ -179,6 +179,25 @@ class FakeClient:
         return list(self._containers)
 
 
+def test_prune_removes_a_dead_owners_container(docker_client, containers_of):
+    """An owner SIGKILLed between `create` and `start` leaves a container that never ends itself: `osca sandbox
+    prune` removes it (and leaves this live session's alone)."""
+    from typer.testing import CliRunner
+
+    from osca.cli import app
+    from osca.sandbox import image_tag
+
+    child = subprocess.Popen(["sleep", "60"])
+    labels = owner_labels(child.pid)
+    child.kill()
+    child.wait()
+    orphan = docker_client.containers.create(image_tag(), command=["true"], labels=labels)
+    result = CliRunner().invoke(app, ["sandbox", "prune"])
+    assert result.exit_code == 0, result.output
+    assert orphan.name in result.output
+    assert containers_of(child.pid) == []
+
+
 def test_the_reaper_removes_exactly_the_containers_of_dead_owners():
     child = subprocess.Popen(["sleep", "60"])
     dead = owner_labels(child.pid)
