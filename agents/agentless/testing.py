@@ -105,8 +105,9 @@ _TEST_FILE = re.compile(r"(^|/)(test_[^/]*|[^/]*_test)\.py$")
 
 
 def near_test_files(repo: Path, localized: Iterable[str], limit: int = 8) -> list[str]:
-    """The repository's test files most related to the `localized` source files: named after one of them
-    (`test_app.py` for `app.py`), else importing one of them by module name; at most `limit`, best first.
+    """The repository's test files most related to the `localized` source files, best first, at most `limit`:
+    named after one of them (`test_app.py` for `app.py`) or after its package (`test_mark.py` for
+    `mark/evaluate.py`), else importing one of them (or its package) by name.
 
     Example:
         >>> near_test_files(Path("flask"), ["src/flask/app.py"])  # doctest: +SKIP
@@ -115,17 +116,20 @@ def near_test_files(repo: Path, localized: Iterable[str], limit: int = 8) -> lis
     listed = subprocess.run(["git", "-C", str(repo), "ls-files", "*.py"], capture_output=True, text=True,
                             check=False).stdout.split()
     tests = [f for f in listed if _TEST_FILE.search(f)]
-    stems = {PurePosixPath(f).stem for f in localized if not _TEST_FILE.search(f)} - {"__init__"}
+    sources = [PurePosixPath(f) for f in localized if not _TEST_FILE.search(f)]
+    # (name, weight when a test file is named after it, weight when a test file imports it)
+    names = [(p.stem, 10, 2) for p in sources if p.stem != "__init__"]
+    names += [(p.parent.name, 6, 1) for p in sources if p.parent.name not in ("", "src", "lib")]
     scores: Counter[str] = Counter()
     for test in tests:
-        name = PurePosixPath(test).stem.removeprefix("test_").removesuffix("_test")
-        if name in stems:
-            scores[test] += 10
+        named = PurePosixPath(test).stem.removeprefix("test_").removesuffix("_test")
         try:
             text = (repo / test).read_text(errors="replace")
         except OSError:
             continue
-        scores[test] += sum(bool(re.search(rf"\b(import|from)\s+[\w.]*\b{re.escape(s)}\b", text)) for s in stems)
+        for name, by_name, by_import in names:
+            scores[test] += by_name * (named == name) + by_import * bool(
+                re.search(rf"\b(import|from)\s+[\w.]*\b{re.escape(name)}\b", text))
     ranked = sorted((t for t, score in scores.items() if score > 0), key=lambda t: (-scores[t], t))
     return ranked[:limit]
 

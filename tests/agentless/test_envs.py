@@ -75,9 +75,11 @@ def test_test_files_near_the_localized_ones(tmp_path: Path) -> None:
         (tmp_path / name).write_text(text)
     _git(tmp_path, "init", "-q")
     _git(tmp_path, "add", ".")
-    assert near_test_files(tmp_path, ["src/pkg/app.py"]) == ["tests/test_app.py"]
-    assert near_test_files(tmp_path, ["src/pkg/helpers.py", "src/pkg/app.py"]) == ["tests/test_app.py",
-                                                                                   "tests/test_views.py"]
+    # named after the file first, then importing its package; the unrelated test and conftest.py never
+    assert near_test_files(tmp_path, ["src/pkg/app.py"]) == ["tests/test_app.py", "tests/test_views.py"]
+    assert near_test_files(tmp_path, ["src/pkg/app.py"], limit=1) == ["tests/test_app.py"]
+    assert near_test_files(tmp_path, ["src/pkg/helpers.py"]) == ["tests/test_views.py", "tests/test_app.py"]
+    assert near_test_files(tmp_path, ["src/mark/evaluate.py"]) == []  # nothing named or imported
     assert near_test_files(tmp_path, []) == []
 
 
