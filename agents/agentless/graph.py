@@ -437,7 +437,7 @@ class Agentless:
         frame = prompts.edit_locations(problem, dict.fromkeys(snippets, ""))
         prompt = prompts.edit_locations(problem, fit_sections(snippets, self._room(frame), self._count))
         answers = self._ask(ctx, "localize_edits", prompt)
-        found = [self._intervals(ctx.sources, parse_locations(a, list(spans))) for a in answers]
+        found = [self._intervals(ctx.sources, parse_locations(a, list(spans), quoted=True)) for a in answers]
         return {"edit_locations": found, "related_spans": spans, "answers": {"localize_edits": answers},
                 "report": {"prompt_tokens": [self._count(prompt)],
                            "locations": [sum(e - s + 1 for iv in f.values() for s, e in iv) for f in found],

@@ -428,7 +428,7 @@ def _location(kind: str, value: str) -> list[str]:
     return [f"{kind}: {m.group(0).rstrip('.')}"] if m else []
 
 
-def parse_locations(text: str, known_paths: Collection[str]) -> dict[str, list[str]]:
+def parse_locations(text: str, known_paths: Collection[str], *, quoted: bool = False) -> dict[str, list[str]]:
     """The locations of an Agentless-style answer, per file.
 
     The answer names a file on a line, then its locations one a line ("class: Foo", "function: Foo.bar",
@@ -436,6 +436,12 @@ def parse_locations(text: str, known_paths: Collection[str]) -> dict[str, list[s
     bullets and prose around. Locations are normalized to "kind: name" (kind lowercase, name without "()" or
     trailing words) and "line: N"; a range "line: 10-12" becomes one "line: N" per line. Locations under a path
     that is not a known file are dropped, not credited to the file before it.
+
+    With `quoted`, an answer without any location line is read the way small models answer instead: the
+    functions it quotes (`def name(` lines, e.g. Qwen2.5-Coder-0.5B's "In `flask/app.py`, replace the
+    `from_file` method with: def from_file(...)") are its locations, credited to every known file it named before
+    them (in prose too; models misname the file), or to every known file when it named none: the caller keeps
+    only the names a file really defines.
 
     Returns:
         Known path -> its location lines in answer order without repeats; a known file named without
@@ -462,6 +468,30 @@ def parse_locations(text: str, known_paths: Collection[str]) -> dict[str, list[s
             out.setdefault(path, [])
         elif "/" in token or token.endswith(".py"):
             current = None  # an unknown file: its locations must not land on the previous one
+    if quoted and not any(out.values()):
+        return _quoted_functions(text, known) or out
+    return out
+
+
+_DEF = re.compile(r"^\s*(?:async\s+)?def\s+([A-Za-z_]\w*)\s*\(")
+_PY_PATH = re.compile(r"[\w./-]+\.py\b")
+
+
+def _quoted_functions(text: str, known: Collection[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    named: list[str] = []
+    for line in text.split("\n"):
+        m = _DEF.match(line)
+        if m:
+            for path in named or sorted(known):
+                found = out.setdefault(path, [])
+                if f"function: {m.group(1)}" not in found:
+                    found.append(f"function: {m.group(1)}")
+            continue
+        for token in _PY_PATH.findall(line):
+            path = resolve_path(token, known)
+            if path is not None and path not in named:
+                named.append(path)
     return out
 
 

@@ -329,3 +329,20 @@ def test_fit_sections_shares_the_budget_and_lets_short_sections_leave_room() -> 
     # a.py used 3 of its 40: b.py gets half of the 117 left, c.py the rest
     assert 50 <= words(fitted["b.py"]) <= 58 and 50 <= words(fitted["c.py"]) <= 60
     assert fit_sections(sections, 2, words) == {}
+
+
+def test_parse_locations_quoted_reads_the_functions_a_small_model_quotes() -> None:
+    """The shapes of Qwen2.5-Coder-0.5B's real edit-location answers on SWE-bench instances: prose naming files
+    (one of them misnamed), then the function to change quoted as code; or quoted code with no file named."""
+    known = ["pkg/app.py", "pkg/config.py", "pkg/__init__.py"]
+    prose = ("To fix it we need to modify the `pkg/app.py` and `pkg/config.py` files.\n\n"
+             "In `pkg/app.py`, replace the `from_file` method with:\n```python\ndef from_file(\n    self,\n"
+             "    filename: str,\n) -> bool:\n    ...\n```")
+    assert parse_locations(prose, known) == {}  # no location lines: the strict reading finds nothing
+    assert parse_locations(prose, known, quoted=True) == {"pkg/app.py": ["function: from_file"],
+                                                          "pkg/config.py": ["function: from_file"]}
+    code_only = "```python\n```python\ndef make_config(instance_relative: bool = False):\n    ...\n```"
+    assert parse_locations(code_only, known, quoted=True) == {p: ["function: make_config"] for p in sorted(known)}
+    # an answer with real location lines is read as before, quoted code aside
+    strict = "```\npkg/config.py\nfunction: Config.from_file\n```\n```python\ndef other():\n```"
+    assert parse_locations(strict, known, quoted=True) == {"pkg/config.py": ["function: Config.from_file"]}
