@@ -99,6 +99,7 @@ class ReplaySandbox:
 
 def _repo_with_tests(tmp_path: Path) -> Path:
     (tmp_path / "test_sample.py").write_text("def test_x():\n    pass\n")
+    (tmp_path / "test_broken_import.py").write_text("import sample\n")
     (tmp_path / "sample.py").write_text("")
     _git(tmp_path, "init", "-q")
     _git(tmp_path, "add", ".")
@@ -106,11 +107,13 @@ def _repo_with_tests(tmp_path: Path) -> Path:
 
 
 def test_regression_discovery_survives_a_collection_error_and_says_so(tmp_path: Path) -> None:
-    box = ReplaySandbox(RA_LOG)
+    # a test that runs pytest itself prints its inner run's summary in the PASSES section: not ours
+    box = ReplaySandbox(RA_LOG + "ERROR test_inner_run.py\nPASSED test_inner_run.py::test_inner\n")
     tests = InstanceTests(_repo_with_tests(tmp_path), sandbox=box, timeout=7,
                           env=InstanceEnv("img", EnvSpec(python="3.9")))
     found = tests.regression_tests(["sample.py"])
-    assert found.files == ["test_sample.py"] and found.collection_errors == ["test_broken_import.py"]
+    assert found.files == ["test_sample.py", "test_broken_import.py"]
+    assert found.collection_errors == ["test_broken_import.py"]
     assert found.tests == ["test_sample.py::TestGroup::test_method", "test_sample.py::test_split[a",
                            "test_sample.py::test_split[plain]"] and found.note is None
     script = box.jobs[0].files["run.sh"]
