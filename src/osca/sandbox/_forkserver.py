@@ -4,9 +4,11 @@ Started as root holding only the one-shot runner's capabilities, it imports pyte
 forks a zygote before it reads any request; then it serves jobs read as JSON lines on stdin. Each job runs in a
 child forked from the zygote, so no job can find an earlier job's data (results, sources) in its memory
 (issue 12). That child reads its spec from a pipe and runs it exactly as a one-shot container does
-(`runner.run_job`: each part under its own uid, output and report over pipes), except that pytest is forked
-already imported instead of started afresh. Its result comes back over another pipe: this server never opens
-a path a job controls, and no job uid can reach its descriptors or its stdout (the result channel).
+(`runner.run_job`: each part under its own uid, output and report over pipes), except that pytest and the
+candidate's process are forked with their modules already imported instead of started afresh (the candidate's
+from a process forked before the spec was read: it never holds the tests). Its result comes back over another
+pipe: this server never opens a path a job controls, and no job uid can reach its descriptors or its stdout
+(the result channel).
 
 After each job every process of the job uids is killed and /scratch, /tmp, /dev/shm, /dev/mqueue and the
 uids' System V IPC objects are wiped, each as the uid that owns them. Stdin closing (the host is gone) ends
@@ -28,6 +30,7 @@ import pytest
 import pytest_timeout  # noqa: F401  (imported once here: children start with it loaded)
 
 sys.path.insert(0, "/job")
+import harness  # noqa: E402  (preloaded: the candidate's process is forked, not started afresh)
 import runner  # noqa: E402  (the one-shot runner: a pool job runs the same way)
 
 JOB_UIDS = (runner.CANDIDATE_UID, runner.JOB_UID, runner.TREE_UID)  # wiped in this order (see _reset)
@@ -85,8 +88,76 @@ class _Forked:
         return self.returncode
 
 
+def _close_all_but(keep):
+    """Close every descriptor of this process not in `keep`."""
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the directory listing's own descriptor
+
+
+class _Seed:
+    """A child forked before the job's spec is read (nothing of the tests in its memory) that becomes the
+    candidate's process on request, set up as `runner._start_candidate` sets it up but without starting an
+    interpreter. Without a request it exits when the job's process does (its socket closes)."""
+
+    def __init__(self, *inherited):
+        self.sock, theirs = socket.socketpair()
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                for fd in inherited:
+                    os.close(fd)
+                self.sock.close()
+                self._become_candidate(theirs)
+            finally:
+                os._exit(0)
+        theirs.close()
+
+    @staticmethod
+    def _become_candidate(sock):
+        msg, fds, _, _ = socket.recv_fds(sock, 256, 3)
+        if not msg:
+            return
+        source_fd, out_fd, channel_fd = fds
+        os.setsid()
+        runner._switch(runner.CANDIDATE_UID)
+        os.umask(0o077)
+        os.chdir("/tmp")
+        os.dup2(source_fd, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        _close_all_but({0, 1, 2, channel_fd})
+        os.environ.clear()
+        os.environ.update(runner.CANDIDATE_ENV)
+        harness.serve_candidate(msg.decode(), channel_fd)
+
+    def start(self, module, source, out_fd, theirs):
+        """Hand the candidate's source, output and channel end to the seed; the process, as `Popen` would be."""
+        source_r, source_w = os.pipe()
+        socket.send_fds(self.sock, [module.encode()], [source_r, out_fd, theirs.fileno()])
+        os.close(source_r)
+        theirs.close()
+        with os.fdopen(source_w, "wb") as f:
+            try:
+                f.write(source.encode())  # the candidate reads all of it before anything else
+            except BrokenPipeError:
+                pass  # it died first: the stand-in reports that
+        return _Forked(self.pid)
+
+
 class _WarmRun(runner._Run):
-    """A job run as the one-shot runner runs it, but pytest, as the job uid, is forked with pytest loaded."""
+    """A job run as the one-shot runner runs it, but pytest and the candidate are forked with their modules
+    loaded instead of started afresh."""
+
+    def __init__(self, spec, staged, seed):
+        super().__init__(spec, staged)
+        self.seed = seed
+
+    def start_candidate(self, module, source, out_fd, theirs):
+        return self.seed.start(module, source, out_fd, theirs)
 
     def start(self, argv, uid, groups=(), env=runner.JOB_ENV, pass_fds=()):
         if argv[:3] != ["python3", "-m", "pytest"]:
@@ -111,13 +182,7 @@ class _WarmRun(runner._Run):
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         os.dup2(self.out_w, 1)
         os.dup2(self.out_w, 2)
-        keep = {0, 1, 2, *pass_fds}
-        for fd in map(int, os.listdir("/proc/self/fd")):
-            if fd not in keep:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass  # the directory listing's own descriptor
+        _close_all_but({0, 1, 2, *pass_fds})
         os.environ.clear()
         os.environ.update(env)
         sys.argv = ["pytest", *args]
@@ -131,10 +196,10 @@ class _WarmRun(runner._Run):
 
 def _job_child(spec_fd, result_fd):
     """In the zygote's fresh child (root with the server's capabilities): run one job, send its result."""
+    seed = _Seed(spec_fd, result_fd)  # before the spec is read
     with os.fdopen(spec_fd, "rb") as f:
         spec = json.load(f)
-    run = _WarmRun(spec, "/job")
-    result = runner.run_job(spec, run=run)
+    result = runner.run_job(spec, run=_WarmRun(spec, "/job", seed))
     with os.fdopen(result_fd, "w") as f:
         json.dump(result, f)
 

@@ -365,6 +365,10 @@ class _Run:
                 return "%s exited %s" % (" ".join(step), "on the wall clock" if timed_out else code)
         return error or _as_user(TREE_UID, groups, lambda: _lock_tree(self.archive, self.protect))
 
+    def start_candidate(self, module, source, out_fd, theirs):
+        """The candidate's process (`_start_candidate`; the warm pool forks a preloaded one instead)."""
+        return _start_candidate(module, source, out_fd, theirs)
+
     def command(self):
         """Start the candidate (if any) and the command as JOB_UID; (exit status, timed out)."""
         spec = self.spec
@@ -384,7 +388,7 @@ class _Run:
         try:  # the tests first: a candidate that forks without end at import must not keep them from starting
             proc = self.start(argv, JOB_UID, env=env, pass_fds=pass_fds)
             if channel is not None:
-                self.started.append(_start_candidate(spec.get("candidate_module", "solution"),
+                self.started.append(self.start_candidate(spec.get("candidate_module", "solution"),
                                                      spec["candidate"], self.out_w, theirs))
         except OSError as e:
             os.write(self.out_w, ("cannot start %s: %s\n" % (argv[0], e)).encode())
