@@ -3,7 +3,10 @@ with the candidate in its own process (`UnitTestVerifier`, the default since iss
 pytest's process (`InProcessUnitTestVerifier`, the opt-in and the only mode before), side by side.
 
 For each worker count, runs N trivial verifications (a correct `add` against two pytest tests) each way, in
-one run, and prints verifications/s, median and p95 latency, and each sandbox's throughput over the host's.
+one run, and prints verifications/s, median and p95 latency, each sandbox's throughput over the host's, and
+CPU seconds per verification where they can be counted (the host's children; the pool's containers). On a
+loaded machine the CPU figures are the fairer comparison: Docker's containers share one CPU cgroup, so they
+are scheduled as a group against every host process.
 
     python benchmarks/bench_sandbox.py [--n 100] [--workers 1,2,4]
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -25,7 +29,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from osca.sandbox.container import DockerSandbox
+from osca.sandbox.container import OWNER_PID, DockerSandbox
 from osca.sandbox.pool import SandboxPool
 from osca.verifiers import InProcessUnitTestVerifier, Status, UnitTestVerifier
 
@@ -47,7 +51,9 @@ def host_verify() -> bool:
         return proc.returncode == 0
 
 
-def measure(name: str, verify: Callable[[], bool], n: int, workers: int, bar: Progress) -> dict:
+def measure(name: str, verify: Callable[[], bool], n: int, workers: int, bar: Progress,
+            cpu: Callable[[], float] | None = None) -> dict:
+    """Throughput, latency and (with `cpu`, a cumulative CPU-seconds counter) CPU seconds per verification."""
     task = bar.add_task(f"{name} x{workers}", total=n)
 
     def timed(_: int) -> tuple[float, bool]:
@@ -56,6 +62,7 @@ def measure(name: str, verify: Callable[[], bool], n: int, workers: int, bar: Pr
         bar.advance(task)
         return time.perf_counter() - start, ok
 
+    cpu_before = cpu() if cpu else 0.0
     start = time.perf_counter()
     with ThreadPoolExecutor(workers) as ex:
         results = list(ex.map(timed, range(n)))
@@ -63,7 +70,18 @@ def measure(name: str, verify: Callable[[], bool], n: int, workers: int, bar: Pr
     lat = sorted(t for t, _ in results)
     bar.remove_task(task)
     return {"rate": n / wall, "median": statistics.median(lat), "p95": lat[int(0.95 * (n - 1))],
-            "ok": sum(ok for _, ok in results)}
+            "ok": sum(ok for _, ok in results), "cpu": (cpu() - cpu_before) / n if cpu else None}
+
+
+def host_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def pool_cpu(pool: SandboxPool) -> float:
+    """CPU seconds the pool's containers have used (this process's only running osca containers then)."""
+    mine = pool.client.containers.list(filters={"label": f"{OWNER_PID}={os.getpid()}"})
+    return sum(c.stats(stream=False)["cpu_stats"]["cpu_usage"]["total_usage"] for c in mine) / 1e9
 
 
 MODES = {"separate process": UnitTestVerifier, "in-process": InProcessUnitTestVerifier}
@@ -75,24 +93,28 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2,4")
     args = ap.parse_args()
     table = Table(title=f"{args.n} trivial verifications per cell")
-    for col in ["workers", "way", "candidate", "verifications/s", "median s", "p95 s", "passed", "/ host"]:
+    for col in ["workers", "way", "candidate", "verifications/s", "median s", "p95 s", "passed", "/ host",
+                "CPU s", "CPU / host"]:
         table.add_column(col, justify="right")
     with Progress(transient=True) as bar:
         for workers in map(int, args.workers.split(",")):
-            host = measure("host", host_verify, args.n, workers, bar)
-            table.add_row(str(workers), "host subprocess (unsafe)", "in-process", *cells(host, args.n), "1.00x")
+            host = measure("host", host_verify, args.n, workers, bar, cpu=host_cpu)
+            table.add_row(str(workers), "host subprocess (unsafe)", "in-process", *cells(host, host, args.n))
             with DockerSandbox() as box, SandboxPool(size=workers) as pool:
-                for way, sandbox in (("fresh container", box), ("warm pool", pool)):
+                for way, sandbox, cpu in (("fresh container", box, None),
+                                          ("warm pool", pool, lambda: pool_cpu(pool))):
                     for mode, kind in MODES.items():
                         verifier = kind(TESTS, sandbox=sandbox)
                         r = measure(f"{way} {mode}", lambda v=verifier: v.verify(SOLUTION).status is Status.PASSED,
-                                    args.n, workers, bar)
-                        table.add_row(str(workers), way, mode, *cells(r, args.n), f"{r['rate'] / host['rate']:.2f}x")
+                                    args.n, workers, bar, cpu=cpu)
+                        table.add_row(str(workers), way, mode, *cells(r, host, args.n))
     Console(width=160).print(table)
 
 
-def cells(r: dict, n: int) -> list[str]:
-    return [f"{r['rate']:.1f}", f"{r['median']:.3f}", f"{r['p95']:.3f}", f"{r['ok']}/{n}"]
+def cells(r: dict, host: dict, n: int) -> list[str]:
+    cpu = [f"{r['cpu']:.3f}", f"{host['cpu'] / r['cpu']:.2f}x"] if r["cpu"] else ["", ""]
+    return [f"{r['rate']:.1f}", f"{r['median']:.3f}", f"{r['p95']:.3f}", f"{r['ok']}/{n}",
+            f"{r['rate'] / host['rate']:.2f}x", *cpu]
 
 
 if __name__ == "__main__":
