@@ -274,3 +274,18 @@ def test_env_build_names_a_repository_the_table_lacks(tmp_path: Path) -> None:
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit)  # a message, no traceback
     assert "no environment spec for repository osca-mini/calc (known: mwaskom/seaborn" in said
     assert "0 built or present, 2 failed" in said
+
+
+def test_the_run_summary_names_instances_tested_without_regression_tests(tmp_path: Path) -> None:
+    from osca.agents.agentless.cli import _regression_note
+
+    def trajectory(run_tests: dict) -> Path:
+        path = tmp_path / f"t{len(list(tmp_path.iterdir()))}.json"
+        path.write_text(json.dumps({"report": {"run_tests": run_tests}}))
+        return path
+
+    none = {"regression_tests": 0, "test_files": [], "note": "no test file near the localized files (a.py)"}
+    assert _regression_note(trajectory(none)) == none["note"]
+    assert _regression_note(trajectory({"regression_tests": 3, "test_files": ["t.py"], "note": None})) is None
+    assert _regression_note(trajectory({"note": "no patch to test"})) is None  # nothing was tested
+    assert _regression_note(tmp_path / "missing.json") is None
