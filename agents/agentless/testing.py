@@ -206,7 +206,9 @@ class InstanceTests:
     def run_script(self, script: str, patch: str | None = None) -> JobResult:
         wall_clock = min(self.wall_clock, 4 * self.timeout)
         if self.env is not None:
-            return self._in_env(patch, f'python "$work/{SCRIPT}"', {SCRIPT: script}, wall_clock)
+            # run from the repository's root, importing from it, as the script would be in a checkout
+            return self._in_env(patch, f'PYTHONPATH="$PWD${{PYTHONPATH:+:$PYTHONPATH}}" python "$work/{SCRIPT}"',
+                                {SCRIPT: script}, wall_clock)
         files, setup = patch_setup(patch) if patch else ({}, [])
         return self.sandbox.run(Job(files={**files, SCRIPT: script}, setup=setup, archive=self.snapshot,
                                     argv=["python3", SCRIPT], wall_clock=wall_clock))

@@ -210,8 +210,11 @@ def test_regression_tests_run_in_the_image(testbed_image, docker_client, tmp_pat
         tests = InstanceTests(_repo_like(calc, tmp_path), sandbox=box, env=InstanceEnv(tag, SPEC), timeout=30)
         found = tests.regression_tests(["calc/ops.py"])
         assert found.tests == ["tests/test_ops.py::test_mul", "tests/test_ops.py::test_mul_zero"], found
-        outcomes = tests.check_patches({"gold": calc.patch, "bad": _mul_breaker()}, found, None)
-    assert outcomes["gold"].applies and outcomes["gold"].regressions == []
+        script = "from calc.ops import add\nprint('Issue resolved' if add(2, 3) == 5 else 'Issue reproduced')\n"
+        assert tests.choose_reproduction([script])["script"] == script  # reproduces on the original code
+        outcomes = tests.check_patches({"gold": calc.patch, "bad": _mul_breaker()}, found, script)
+    assert outcomes["gold"].applies and outcomes["gold"].regressions == [] and outcomes["gold"].reproduction
+    assert outcomes["bad"].reproduction is False
     assert outcomes["bad"].regressions == ["tests/test_ops.py::test_mul", "tests/test_ops.py::test_mul_zero"]
 
 
