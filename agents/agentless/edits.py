@@ -141,6 +141,16 @@ def _indentation(line: str) -> str:
     return line[:len(line) - len(line.lstrip())]
 
 
+def _shift(needle: list[str], found: list[str]) -> tuple[str, str] | None:
+    """(indentation in the answer, in the file) when the file's lines are the answer's shifted as a whole: the
+    same number of columns on every non-blank line. None otherwise."""
+    pairs = [(_indentation(a), _indentation(b)) for a, b in zip(needle, found) if a.strip()]
+    if not pairs:
+        return None
+    delta = len(pairs[0][1]) - len(pairs[0][0])
+    return pairs[0] if all(len(new) - len(old) == delta for old, new in pairs) else None
+
+
 def _reindent(lines: list[str], old: str, new: str) -> list[str]:
     """`lines` with the leading `old` indentation replaced by `new` where they start with it."""
     return [new + line[len(old):] if line.strip() and line.startswith(old) else line for line in lines]
@@ -169,9 +179,9 @@ def apply_edits(files: Mapping[str, str], edits: Iterable[SearchReplace], *,
 
     Matching is by whole lines: the search lines must occur exactly once in the file as it stands after the
     earlier edits, compared exactly, or else with trailing whitespace stripped from every line, or else with all
-    surrounding whitespace stripped; in that last case the replacement is re-indented by the difference between
-    the first searched line's indentation in the answer and in the file (a block shifted as a whole). Otherwise
-    the replacement lines are inserted as written.
+    surrounding whitespace stripped when the answer's block is the file's shifted as a whole (the same number of
+    columns on every line); then the replacement is shifted back the same way. Otherwise the replacement lines
+    are inserted as written.
 
     With `allowed`, every line an edit replaces must lie in one allowed region of its file. Regions are the
     file's intervals (1-based inclusive lines of the ORIGINAL file), overlapping or adjacent ones merged. The
@@ -217,8 +227,14 @@ def apply_edits(files: Mapping[str, str], edits: Iterable[SearchReplace], *,
         hits = _occurrences(lines, needle) or _occurrences(lines, needle, key=str.rstrip)
         if not hits and (hits := _occurrences(lines, needle, key=str.strip)):
             # the model shifted the whole block's indentation (small models drop the leading spaces): shift
-            # the replacement the same way, relative to the first searched line
-            new_lines = _reindent(new_lines, _indentation(needle[0]), _indentation(lines[hits[0]]))
+            # the replacement the same way. A block whose lines are shifted by different amounts lost its
+            # structure (Qwen 1.5B flattened an `if` body and the loop after it): re-indenting would change the code.
+            shift = _shift(needle, lines[hits[0]:hits[0] + len(needle)]) if len(hits) == 1 else None
+            if len(hits) == 1 and shift is None:
+                raise EditError(f"{what}: the SEARCH text matches line {hits[0] + 1} only with a different "
+                                "indentation on each line")
+            if shift is not None:
+                new_lines = _reindent(new_lines, *shift)
         if not hits:
             raise EditError(f"{what}: the SEARCH text was not found in the file")
         if len(hits) > 1:

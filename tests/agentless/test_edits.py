@@ -135,6 +135,11 @@ def test_apply_reindents_a_block_the_model_shifted_as_a_whole() -> None:
     assert "        if key is None:\n            raise KeyError\n        return None\n" in new
     calc = apply_edits({"calc.py": CALC}, [SearchReplace("calc.py", "return a - b\n", "return b - a\n")])
     assert "def sub(a, b):\n    return b - a\n" in calc["calc.py"]
+    # Qwen2.5-Coder-1.5B's real answer shape: an `if` body and the loop after it flattened to one level; shifting
+    # the replacement would have moved the loop into the `if` (6 PASS_TO_PASS tests broke): refused
+    flattened = SearchReplace("box.py", "return self.items[key]\nreturn None\n", "return self.items.get(key)\n")
+    with pytest.raises(EditError, match="different indentation on each line"):
+        apply_edits({"box.py": METHOD}, [flattened])
     with pytest.raises(EditError, match="found 2 times"):  # stripped lines must still be unique
         apply_edits({"d.py": "def f():\n    x = 1\n\ndef g():\n    x = 1\n"},
                     [SearchReplace("d.py", "x = 1\n", "x = 2\n")])
