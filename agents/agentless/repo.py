@@ -327,9 +327,10 @@ _FENCE_LINE = re.compile(r"^\s*```")
 _BULLET = re.compile(r"^\s*(?:[-*+•]\s+|\d+[.)]\s+)")
 
 
-def _answer_lines(text: str) -> list[str]:
+def _answer_lines(text: str, *, headings: bool = False) -> list[str]:
     """The lines inside fenced blocks, or all lines when there is no fence: prose around a block often names
-    files the model ruled out. A fence left open (a truncated answer) runs to the end."""
+    files the model ruled out. A fence left open (a truncated answer) runs to the end. With `headings`, markdown
+    headings between blocks ("### `pkg/calc.py`", then a block of its locations) are kept too."""
     lines = text.split("\n")
     if not any(_FENCE_LINE.match(line) for line in lines):
         return lines
@@ -337,7 +338,7 @@ def _answer_lines(text: str) -> list[str]:
     for line in lines:
         if _FENCE_LINE.match(line):
             inside = not inside
-        elif inside:
+        elif inside or (headings and line.lstrip().startswith("#")):
             out.append(line)
     return out
 
@@ -432,8 +433,8 @@ def parse_locations(text: str, known_paths: Collection[str], *, quoted: bool = F
     """The locations of an Agentless-style answer, per file.
 
     The answer names a file on a line, then its locations one a line ("class: Foo", "function: Foo.bar",
-    "method: Foo.bar", "variable: X", "line: 42"), possibly for several files, in fenced blocks or not, with
-    bullets and prose around. Locations are normalized to "kind: name" (kind lowercase, name without "()" or
+    "method: Foo.bar", "variable: X", "line: 42"), possibly for several files, in fenced blocks or not (a file
+    may head its block as a markdown heading), with bullets and prose around. Locations are normalized to "kind: name" (kind lowercase, name without "()" or
     trailing words) and "line: N"; a range "line: 10-12" becomes one "line: N" per line. Locations under a path
     that is not a known file are dropped, not credited to the file before it.
 
@@ -450,7 +451,7 @@ def parse_locations(text: str, known_paths: Collection[str], *, quoted: bool = F
     known = set(known_paths)
     out: dict[str, list[str]] = {}
     current: str | None = None
-    for raw in _answer_lines(text):
+    for raw in _answer_lines(text, headings=True):
         line = _clean(raw)
         if not line:
             continue

@@ -336,3 +336,23 @@ def test_echoes_tells_a_repeated_snippet_from_an_answer() -> None:
     assert echoes(echo, [CALC])
     fix = "The bug is in sub.\n```python\n" + block("pkg/calc.py", "    return a - b\n", "    return b - a\n") + "```"
     assert not echoes(fix, [CALC]) and not echoes("", [CALC])
+
+
+# A real Qwen2.5-Coder-0.5B answer to the repair prompt of the mini calc instance (tests/agentless/swe_mini.py),
+# verbatim: the code it was shown, under its headings, unchanged.
+QWEN_05B_REPAIR = '''```python
+### calc/fmt.py
+def show(x):
+    return f"<{x}>"
+
+### calc/ops.py
+def add(a, b):
+    """Return the sum of a and b."""
+    return a - b
+```'''
+
+
+def test_a_real_small_model_repair_answer_is_an_echo_without_edits() -> None:
+    ops = 'def add(a, b):\n    """Return the sum of a and b."""\n    return a - b\n'
+    assert parse_edits(QWEN_05B_REPAIR) == []
+    assert echoes(QWEN_05B_REPAIR, ['def show(x):\n    return f"<{x}>"\n', ops])

@@ -346,3 +346,38 @@ def test_parse_locations_quoted_reads_the_functions_a_small_model_quotes() -> No
     # an answer with real location lines is read as before, quoted code aside
     strict = "```\npkg/config.py\nfunction: Config.from_file\n```\n```python\ndef other():\n```"
     assert parse_locations(strict, known, quoted=True) == {"pkg/config.py": ["function: Config.from_file"]}
+
+
+# A real Qwen2.5-Coder-0.5B answer to the edit-location prompt of the mini calc instance (tests/agentless/swe_mini.py:
+# "calc.ops.add returns the difference"), verbatim: each file is a markdown heading outside its fenced block.
+QWEN_05B_EDIT_LOCATIONS = """To fix the issue in the Python repository, we need to modify the `add` function in both \
+`calc/fmt.py` and `calc/ops.py`. Specifically, we should change the code to return `-a - b` instead of `-b + a`. \
+This change will ensure that the addition operation works correctly.
+
+Here's how you can modify the code:
+
+### `calc/fmt.py`
+```python
+function: add
+    \"\"\"Return the sum of a and b.\"\"\"
+    return -a - b
+```
+
+### `calc/ops.py`
+```python
+function: add
+    \"\"\"Return the sum of a and b.\"\"\"
+    return a - b
+```
+
+This change will correctly compute the sum of `a` and `b`, resulting in `-1` for the first `calc/fmt.py` function \
+and `5` for the `calc/ops.py` function.
+"""
+
+
+def test_parse_locations_reads_file_headings_between_blocks_on_a_real_answer() -> None:
+    known = ["calc/__init__.py", "calc/fmt.py", "calc/ops.py"]
+    found = parse_locations(QWEN_05B_EDIT_LOCATIONS, known)
+    # the answer credits `add` to both files; the graph keeps only what a file defines (calc/ops.py's add)
+    assert found == {"calc/fmt.py": ["function: add"], "calc/ops.py": ["function: add"]}
+    assert parse_file_list(QWEN_05B_EDIT_LOCATIONS, known, 3) == []  # a file list reads only the blocks
