@@ -434,9 +434,10 @@ def parse_locations(text: str, known_paths: Collection[str], *, quoted: bool = F
 
     The answer names a file on a line, then its locations one a line ("class: Foo", "function: Foo.bar",
     "method: Foo.bar", "variable: X", "line: 42"), possibly for several files, in fenced blocks or not (a file
-    may head its block as a markdown heading), with bullets and prose around. Locations are normalized to "kind: name" (kind lowercase, name without "()" or
-    trailing words) and "line: N"; a range "line: 10-12" becomes one "line: N" per line. Locations under a path
-    that is not a known file are dropped, not credited to the file before it.
+    may head its block as a markdown heading), with bullets and prose around. Locations are normalized to
+    "kind: name" (kind lowercase, name without "()" or trailing words) and "line: N"; a range "line: 10-12"
+    becomes one "line: N" per line. Locations under a path that is not a known file are dropped, not credited to
+    the file before it.
 
     With `quoted`, an answer without any location line is read the way small models answer instead: the
     functions it quotes (`def name(` lines, e.g. Qwen2.5-Coder-0.5B's "In `flask/app.py`, replace the
