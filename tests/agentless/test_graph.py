@@ -80,29 +80,26 @@ def test_a_failed_call_degrades_its_stage_and_the_instance_goes_on(mini) -> None
     assert record["report"]["localize_elements"]["error"] == report["localize_elements"]["error"]
 
 
-def test_an_answer_naming_no_known_file_falls_back_to_the_files_closest_to_the_issue(mini) -> None:
+@pytest.mark.parametrize(
+    ("answer", "fallback"),
+    [
+        ("I think the problem is in the addition helper.", "no known file"),
+        # Qwen2.5-Coder-0.5B's real answer on a real repository: the tree, re-indented, instead of a choice
+        ("```python\ncalc/\n    __init__.py\n    fmt.py\n    ops.py\n```", "3 files"),
+    ],
+    ids=["names-no-known-file", "echoes-the-tree"],
+)
+def test_an_unusable_file_answer_falls_back_to_the_files_closest_to_the_issue(mini, answer, fallback) -> None:
     def play(messages, index, params):
         if "Python files of the repository" in messages[-1]["content"]:
-            return "I think the problem is in the addition helper."
+            return answer
         return swe_mini.script(messages, index, params)
 
     model, _ = scripted(play)
     state = agent(model, top_files=1).solve(*mini)
     assert state["files"] == ["calc/ops.py"]
-    assert "no known file" in state["report"]["localize_files"]["fallback"]
+    assert fallback in state["report"]["localize_files"]["fallback"]
     assert state["selection"].patch
-
-
-def test_an_answer_echoing_the_tree_falls_back_too(mini) -> None:
-    """Qwen2.5-Coder-0.5B's real answer on a real repository: the tree, re-indented, instead of a choice."""
-    def play(messages, index, params):
-        if "Python files of the repository" in messages[-1]["content"]:
-            return "```python\ncalc/\n    __init__.py\n    fmt.py\n    ops.py\n```"
-        return swe_mini.script(messages, index, params)
-
-    model, _ = scripted(play)
-    state = agent(model, top_files=1).solve(*mini)
-    assert state["files"] == ["calc/ops.py"] and "3 files" in state["report"]["localize_files"]["fallback"]
 
 
 def test_past_the_deadline_every_stage_but_select_is_skipped(mini) -> None:
