@@ -21,7 +21,7 @@ from typing import Any
 from pydantic_core import to_jsonable_python
 
 from osca.exceptions import ConfigError, DataError, OscaError
-from osca.jsonl import append_record, whole_lines
+from osca.jsonl import append_record, read_lines, whole_lines
 from osca.ledger import Caps, Ledger, Spend
 
 from .graph import Agentless, AgentlessState
@@ -76,14 +76,10 @@ def run_spend(run_dir: Path) -> Spend:
     path, total = run_dir / SPEND_LOG, Spend()
     if not path.exists():
         return total
-    data = path.read_bytes()
-    lines = data.decode("utf-8").splitlines()
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(read_lines(path), 1):  # a torn last line is left out; the next append cuts it
         try:
             total.add(Spend(**json.loads(line)["spend"]))
         except (ValueError, KeyError, TypeError) as e:
-            if number == len(lines) and not data.endswith(b"\n"):
-                continue  # torn by a crash mid-write; the next append cuts it off
             raise DataError(f"{path}:{number}: not a spend record ({type(e).__name__}: {e})") from None
     return total
 

@@ -30,7 +30,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
 
-from osca.jsonl import append_record, whole_lines
+from osca.jsonl import append_record, read_lines, split_lines, whole_lines
 from osca.exceptions import DataError
 
 __all__ = ["DEFAULT_DATASET", "GITHUB_URL", "Prediction", "SWEInstance", "append_prediction", "checkout",
@@ -341,23 +341,6 @@ def checkout(instance: SWEInstance, *, workdir: str | os.PathLike[str], source: 
 
 # --- predictions ----------------------------------------------------------------------------------------------
 
-def _lines(path: Path) -> tuple[list[str], str | None]:
-    """The complete lines of a JSONL file, and its last line when that one has no newline (maybe torn)."""
-    data = path.read_bytes()
-    cut = data.rfind(b"\n") + 1
-    # a crash can split a multi-byte character: only the tail may fail to decode
-    lines = data[:cut].decode("utf-8").split("\n")[:-1]
-    return lines, data[cut:].decode("utf-8", errors="replace") or None
-
-
-def _parses(text: str) -> bool:
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
-
-
 def append_prediction(path: str | os.PathLike[str], pred: Prediction) -> None:
     """Append one prediction as a JSON line, flushed and fsynced, so an interrupted run loses no finished one.
 
@@ -397,10 +380,7 @@ def read_predictions(path: str | os.PathLike[str]) -> dict[str, Prediction]:
             raise DataError(f"{path} must hold a list of predictions or an id -> prediction object")
         records = [(f"{path}:item {n}", item) for n, item in enumerate(items, 1)]
     else:
-        lines, tail = _lines(path)
-        if tail is not None and _parses(tail):
-            lines.append(tail)
-        for n, line in enumerate(lines, 1):
+        for n, line in enumerate(read_lines(path), 1):
             if not line.strip():
                 continue
             try:
@@ -462,7 +442,7 @@ def validate_predictions(path: str | os.PathLike[str],
             return [f"{path}: must hold a list of predictions or an id -> prediction object"]
         records = [(f"item {n}", item) for n, item in enumerate(items, 1)]
     else:
-        lines, tail = _lines(path)
+        lines, tail = split_lines(path)
         if tail is not None:
             lines.append(tail)
         for n, line in enumerate(lines, 1):

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["append_record", "whole_lines"]
+__all__ = ["append_record", "read_lines", "split_lines", "whole_lines"]
 
 
 def whole_lines(path: Path) -> None:
@@ -29,6 +29,28 @@ def whole_lines(path: Path) -> None:
         else:
             f.seek(0, os.SEEK_END)
             f.write(b"\n")
+
+
+def split_lines(path: Path) -> tuple[list[str], str | None]:
+    """The complete lines of a JSON-lines file, and its last line when that one has no line break (maybe torn)."""
+    data = path.read_bytes()
+    cut = data.rfind(b"\n") + 1
+    # a crash can split a multi-byte character: only the tail may fail to decode
+    lines = data[:cut].decode("utf-8").split("\n")[:-1]
+    return lines, data[cut:].decode("utf-8", errors="replace") or None
+
+
+def read_lines(path: Path) -> list[str]:
+    """The records' lines of a log, read as they stand: a torn last line (no line break, not valid JSON, left by
+    a crash mid-write) is left out, a whole one missing only its line break is kept."""
+    lines, tail = split_lines(path)
+    if tail is not None:
+        try:
+            json.loads(tail)
+        except ValueError:
+            return lines
+        lines.append(tail)
+    return lines
 
 
 def append_record(f: IO[str], record: Any) -> None:
