@@ -160,6 +160,11 @@ def _versus(p) -> str:
     return f"{p.diff:+.4f} ± {p.se:.4f} ({p.wins}/{p.ties}/{p.losses})"
 
 
+def _compared(p, baseline: str) -> str:
+    """'better than X', 'worse than X' or 'indistinguishable from X'."""
+    return f"{p.verdict} {'from' if p.verdict == 'indistinguishable' else 'than'} {baseline}"
+
+
 def _print_verdicts(rows, default: str | None) -> None:
     """Paired held-out differences per budget and a one-line verdict each (issue 13)."""
     table = Table(title="held-out paired differences, osca minus baseline: mean ± Nadeau-Bengio corrected SE "
@@ -172,11 +177,9 @@ def _print_verdicts(rows, default: str | None) -> None:
                       *([_versus(r.versus_default)] if default else []))
     out.print(table)
     for r in rows:
-        said = [f"{r.versus_optimal_pure.verdict} than optimal pure".replace("indistinguishable than",
-                                                                             "indistinguishable from")]
+        said = [_compared(r.versus_optimal_pure, "optimal pure")]
         if default:
-            said.append(f"{r.versus_default.verdict} than the default {default}".replace(
-                "indistinguishable than", "indistinguishable from"))
+            said.append(_compared(r.versus_default, f"the default {default}"))
         out.print(f"C = {r.budget}: the learned mix is {' and '.join(said)} on held-out problems "
                   "(95% t test, Nadeau-Bengio corrected)")
 
