@@ -262,15 +262,22 @@ def install_stand_in(namespace, timeout):
     return channel
 
 
+STAND_IN_NAME = "_osca_harness"
+"""The name the stand-in loads this file under (the warm pool's interpreter has it loaded already)."""
+
+
 def stand_in_source(timeout, harness="/job/harness.py"):
     """The text of the stand-in module the tests import in place of the candidate (`harness`: this file)."""
     return ("# Stand-in for the candidate, which runs in its own process (osca sandbox, issue 12).\n"
-            "import importlib.util as _util\n"
-            "_spec = _util.spec_from_file_location('_osca_harness', %r)\n"
-            "_harness = _util.module_from_spec(_spec)\n"
-            "_spec.loader.exec_module(_harness)\n"
+            "import importlib.util as _util, sys as _sys\n"
+            "_harness = _sys.modules.get(%r)\n"
+            "if _harness is None:\n"
+            "    _spec = _util.spec_from_file_location(%r, %r)\n"
+            "    _harness = _util.module_from_spec(_spec)\n"
+            "    _spec.loader.exec_module(_harness)\n"
+            "    del _spec\n"
             "_harness.install_stand_in(globals(), %r)\n"
-            "del _util, _spec, _harness\n" % (harness, float(timeout)))
+            "del _util, _sys, _harness\n" % (STAND_IN_NAME, STAND_IN_NAME, harness, float(timeout)))
 
 
 if __name__ == "__main__":

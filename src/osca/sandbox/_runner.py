@@ -38,6 +38,7 @@ WORK = os.path.join(SCRATCH, "work")
 JOB_TMP = os.path.join(SCRATCH, "tmp")
 TAIL = 4000
 REPORT_CAP = 8 << 20
+CANDIDATE_GRACE = 0.05  # seconds the candidate may take to end by itself after the tests (then no kill is needed)
 TREE_UID, JOB_UID, CANDIDATE_UID = 1000, 1001, 1002
 # The whole environment of a job (here and in the warm pool's forkserver).
 JOB_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": SCRATCH, "LANG": "C.UTF-8",
@@ -181,33 +182,45 @@ def _kill_all():
         pass
 
 
+def _alive(uids):
+    """{pid: uid} of the live (not zombie) processes of `uids`, read from /proc as root."""
+    pids = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:  # /proc/<pid>/status, not the directory's owner: a non-dumpable process's belongs to root
+            with open("/proc/%s/status" % pid) as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+            uid = int(status["Uid"].split()[0])
+            if status["State"].split()[0] != "Z" and uid in uids:
+                pids[int(pid)] = uid
+        except (OSError, KeyError, ValueError):
+            pass  # gone meanwhile
+    return pids
+
+
 def _kill_by_scan(uids):
     """SIGKILL every process of `uids` found in /proc, until none is left (no fork needed: root holds CAP_KILL)."""
     for _ in range(1000):
-        found = False
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:  # /proc/<pid>/status, not the directory's owner: a non-dumpable process's belongs to root
-                with open("/proc/%s/status" % pid) as f:
-                    status = dict(line.split(":", 1) for line in f if ":" in line)
-                zombie = status["State"].split()[0] == "Z"  # dead, only not yet reaped
-                if not zombie and int(status["Uid"].split()[0]) in uids:
-                    os.kill(int(pid), signal.SIGKILL)
-                    found = True
-            except (OSError, KeyError, ValueError):
-                pass  # gone meanwhile
-        if not found:
+        pids = _alive(uids)
+        if not pids:
             return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass  # gone meanwhile
         time.sleep(0.01)
 
 
 def kill_uids(uids):
-    """SIGKILL every process of `uids`: one `kill(-1)` as each uid, or, where no pid is left to fork that killer
-    (a fork bomb at the pids limit), a /proc scan as root."""
+    """SIGKILL every process of `uids`: one `kill(-1)` as each uid that has one (none can start a process of a
+    uid that has none: only the runner does), or, where no pid is left to fork that killer (a fork bomb at the
+    pids limit), a /proc scan as root."""
+    uids = set(uids)
     try:
-        for uid in uids:
+        for uid in set(_alive(uids).values()):
             kill_uid(uid)
     except OSError:
-        _kill_by_scan(set(uids))
+        _kill_by_scan(uids)
 
 
 def _end(uids, started):
@@ -356,9 +369,12 @@ class _Run:
 
     def setup(self):
         """Build the tree, run the setup steps and lock the tree, as TREE_UID; an error text or None."""
-        groups = (JOB_UID,)
+        groups, steps = (JOB_UID,), self.spec.get("setup", [])
+        if not steps:  # one process for both (each costs a fork)
+            return _as_user(TREE_UID, groups, lambda: (_build_tree(self.files, self.archive),
+                                                        _lock_tree(self.archive, self.protect)))
         error = _as_user(TREE_UID, groups, lambda: _build_tree(self.files, self.archive))
-        for step in self.spec.get("setup", []) if error is None else ():
+        for step in steps if error is None else ():
             code, timed_out = _wait(self.start(step, TREE_UID, groups), self.deadline)
             if code != 0:
                 _end([TREE_UID], self.started)
@@ -385,11 +401,13 @@ class _Run:
             channel, theirs = socket.socketpair()
             pass_fds.append(channel.fileno())
             env["OSCA_CANDIDATE_FD"] = str(channel.fileno())
+        candidate = None
         try:  # the tests first: a candidate that forks without end at import must not keep them from starting
             proc = self.start(argv, JOB_UID, env=env, pass_fds=pass_fds)
             if channel is not None:
-                self.started.append(self.start_candidate(spec.get("candidate_module", "solution"),
-                                                     spec["candidate"], self.out_w, theirs))
+                candidate = self.start_candidate(spec.get("candidate_module", "solution"), spec["candidate"],
+                                                 self.out_w, theirs)
+                self.started.append(candidate)
         except OSError as e:
             os.write(self.out_w, ("cannot start %s: %s\n" % (argv[0], e)).encode())
             return 127, False
@@ -403,6 +421,8 @@ class _Run:
         if timed_out:
             _end([JOB_UID, CANDIDATE_UID], self.started)
             code = proc.wait()
+        elif candidate is not None:  # it ends with its channel; if it does, nothing is left to kill
+            _wait(candidate, min(self.deadline, time.monotonic() + CANDIDATE_GRACE))
         return code, timed_out
 
     def tests(self):
