@@ -201,9 +201,8 @@ class _WarmRun(runner._Run):
         os._exit(int(code))
 
 
-def _job_child(spec_fd, result_fd):
-    """In the zygote's fresh child (root with the server's capabilities): run one job, send its result."""
-    seed = _Seed(spec_fd, result_fd)  # before the spec is read
+def _job_child(seed, spec_fd, result_fd):
+    """In a job child (root with the server's capabilities) given its descriptors: run one job, send its result."""
     with os.fdopen(spec_fd, "rb") as f:
         spec = json.load(f)
     result = runner.run_job(spec, run=_WarmRun(spec, "/job", seed))
@@ -211,22 +210,37 @@ def _job_child(spec_fd, result_fd):
         json.dump(result, f)
 
 
-def _zygote(sock):
-    """Fork one job child per request on `sock` (its descriptors come with it); report pid, then wait status.
+def _fork_job_child(zygote_sock):
+    """A child forked ahead of its job, with its candidate seed forked at once; it waits for the job's descriptors
+    on the returned socket and exits if that closes first. (socket, pid)."""
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            zygote_sock.close()
+            ours.close()
+            seed = _Seed(theirs.fileno())  # before any job data exists in this process
+            msg, fds, _, _ = socket.recv_fds(theirs, 16, 2)
+            if msg:
+                theirs.close()
+                _job_child(seed, *fds)
+        finally:
+            os._exit(0)
+    theirs.close()
+    return ours, pid
 
-    The zygote never sees job data: only descriptors pass through it.
-    """
+
+def _zygote(sock):
+    """Hand the descriptors of each request on `sock` to a job child forked ahead of it; report its pid, then
+    its end. The next child is forked as soon as one ends, while the server resets the container, so a request
+    finds its child (and the child's seed) ready. The zygote never sees job data: only descriptors pass."""
     while True:
+        child, pid = _fork_job_child(sock)
         msg, fds, _, _ = socket.recv_fds(sock, 16, 2)
         if not msg:
-            os._exit(0)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                sock.close()
-                _job_child(*fds)
-            finally:
-                os._exit(0)
+            os._exit(0)  # the waiting child sees its socket close and exits too
+        socket.send_fds(child, [b"g"], fds)
+        child.close()
         for fd in fds:
             os.close(fd)
         sock.sendall(b"%d\n" % pid)
