@@ -93,6 +93,10 @@ class _Forked:
             self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
         return self.returncode
 
+    def kill(self):
+        if self.returncode is None:  # not reaped yet: the pid is still this child's
+            os.kill(self.pid, signal.SIGKILL)
+
 
 def _close_all_but(keep):
     """Close every descriptor of this process not in `keep`."""

@@ -128,6 +128,7 @@ def _answer(module, request):
 def serve_candidate(name, fd):
     """Load the candidate from stdin as module `name`, report its names, then answer requests until EOF."""
     os.nice(19)  # the tests keep the CPU they need to time out and report, even beside a fork bomb
+    sys.stdout.reconfigure(line_buffering=True)  # what it prints is out before it is killed with the tests' end
     source = sys.stdin.buffer.read().decode("utf-8", "replace")
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)

@@ -38,7 +38,6 @@ WORK = os.path.join(SCRATCH, "work")
 JOB_TMP = os.path.join(SCRATCH, "tmp")
 TAIL = 4000
 REPORT_CAP = 8 << 20
-CANDIDATE_GRACE = 0.05  # seconds the candidate may take to end by itself after the tests (then no kill is needed)
 TREE_UID, JOB_UID, CANDIDATE_UID = 1000, 1001, 1002
 # The whole environment of a job (here and in the warm pool's forkserver).
 JOB_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": SCRATCH, "LANG": "C.UTF-8",
@@ -421,8 +420,9 @@ class _Run:
         if timed_out:
             _end([JOB_UID, CANDIDATE_UID], self.started)
             code = proc.wait()
-        elif candidate is not None:  # it ends with its channel; if it does, nothing is left to kill
-            _wait(candidate, min(self.deadline, time.monotonic() + CANDIDATE_GRACE))
+        elif candidate is not None:  # our own child: killed and reaped here, it needs no forked killer in `_end`
+            candidate.kill()
+            candidate.wait()
         return code, timed_out
 
     def tests(self):

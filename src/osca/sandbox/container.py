@@ -1,6 +1,7 @@
 """Hardened, throw-away Docker containers that run one job each.
 
-Every container: no network, read-only root with small tmpfs scratch, uid 1000, all capabilities dropped,
+Every container: no network, read-only root with small tmpfs scratch, job code under uids 1000-1002 (a root
+runner holding only `_RUNNER_CAPS` starts each part; see `_runner.py`), all other capabilities dropped,
 no-new-privileges, memory (= memory + swap), CPU and pids limits, file-size and open-file ulimits, capped
 logs, an init process, and labels naming its owner (`owner_labels`). Timeouts in three layers: the job's own
 (e.g. pytest-timeout per test), the runner's wall clock inside the container (kills the job's process group),
