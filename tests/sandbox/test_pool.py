@@ -31,6 +31,16 @@ def test_verdicts_match_a_fresh_container(pool, docker_client, kind):
     assert statuses[0][0] is Status.PASSED and statuses[1][0] is Status.FAILED
 
 
+
+def test_what_the_candidate_prints_comes_back_both_ways(pool, docker_client):
+    """Its process is killed once the tests end: printed lines must be out by then (line-buffered stdout)."""
+    candidate = "print('loaded')\ndef add(a, b):\n    print('add', a, b)\n    return a + b\n"
+    with DockerSandbox(client=docker_client) as box:
+        for where in (box, pool):
+            result = where.run(UnitTestVerifier(TESTS, sandbox=where).job(candidate))
+            assert result.tests == {"test_solution.py::test_a": "passed"}, result.output
+            assert "loaded" in result.output and "add 1 2" in result.output, (type(where).__name__, result.output)
+
 def uid_probe(uid: int) -> str:
     return ("import os\n"
             "def add(a, b):\n"
