@@ -1,9 +1,9 @@
 """Warm-pool job server executed inside a long-lived sandbox container (stdlib + the image's pytest).
 
-Started as root holding only the one-shot runner's capabilities, it imports pytest and the runner once and
-forks a zygote before it reads any request; then it serves jobs read as JSON lines on stdin. Each job runs in a
-child forked from the zygote, so no job can find an earlier job's data (results, sources) in its memory
-(issue 12). That child reads its spec from a pipe and runs it exactly as a one-shot container does
+Started as root holding only the one-shot runner's capabilities, it imports pytest and the runner once, runs
+pytest on a trivial test of its own (`_warm_up`) and forks a zygote before it reads any request; then it serves
+jobs read as JSON lines on stdin. Each job runs in a child the zygote forked ahead of it, so no job can find an
+earlier job's data (results, sources) in its memory (issue 12). That child reads its spec from a pipe and runs it exactly as a one-shot container does
 (`runner.run_job`: each part under its own uid, output and report over pipes), except that pytest and the
 candidate's process are forked with their modules already imported instead of started afresh (the candidate's
 from a process forked before the spec was read: it never holds the tests). Its result comes back over another
@@ -397,7 +397,9 @@ def _warm_up():
     with open(os.path.join(tmp, "test_warm_up.py"), "w") as f:
         f.write("def test_warm_up():\n    assert [1] == [1]\n")
     path, modules, channel = sys.path[:], set(sys.modules), os.dup(1)
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             pytest.main(["-q", "-p", "no:cacheprovider", "-o", "junit_family=xunit1", "--timeout=10",
