@@ -3,12 +3,12 @@
 Started as root holding only the one-shot runner's capabilities, it imports pytest and the runner once, runs
 pytest on a trivial test of its own (`_warm_up`) and forks a zygote before it reads any request; then it serves
 jobs read as JSON lines on stdin. Each job runs in a child the zygote forked ahead of it, so no job can find an
-earlier job's data (results, sources) in its memory (issue 12). That child reads its spec from a pipe and runs it exactly as a one-shot container does
-(`runner.run_job`: each part under its own uid, output and report over pipes), except that pytest and the
-candidate's process are forked with their modules already imported instead of started afresh (the candidate's
-from a process forked before the spec was read: it never holds the tests). Its result comes back over another
-pipe: this server never opens a path a job controls, and no job uid can reach its descriptors or its stdout
-(the result channel).
+earlier job's data (results, sources) in its memory (issue 12). That child, before it gets its job, forks one
+seed per part (the tree's builder, pytest, the candidate's process); then it reads its spec from a pipe and
+runs it exactly as a one-shot container does (`runner.run_job`: each part under its own uid, output and report
+over pipes), except that each part is a seed, with its modules already imported, instead of a process started
+afresh (so the candidate's process never held the tests). Its result comes back over another pipe: this server
+never opens a path a job controls, and no job uid can reach its descriptors or its stdout (the result channel).
 
 After each job every process of the job uids is killed and /scratch, /tmp, /dev/shm, /dev/mqueue and the
 uids' System V IPC objects are wiped, each as the uid that owns them. Stdin closing (the host is gone) ends
@@ -18,6 +18,7 @@ soon as the job is forked and its result fields when it is over.
 
 import contextlib
 import ctypes
+import fcntl
 import io
 import json
 import os
@@ -109,45 +110,120 @@ def _close_all_but(keep):
 
 
 class _Seed:
-    """A child forked before the job's spec is read (nothing of the tests in its memory) that becomes the
-    candidate's process on request, set up as `runner._start_candidate` sets it up but without starting an
-    interpreter. Without a request it exits when the job's process does (its socket closes)."""
+    """A child forked ahead of its job (nothing of the job's data in its memory), still root, that becomes one part
+    of the job on request: `become(message, fds, sock)` runs in it. Forked ahead, its fork is off the job's path.
+    Without a request it exits once the job child is gone (its socket closes)."""
 
-    def __init__(self, *inherited):
-        self.sock, theirs = socket.socketpair()
+    def __init__(self, become, *inherited):
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.pid = os.fork()
         if self.pid == 0:
             try:
                 for fd in inherited:
                     os.close(fd)
                 self.sock.close()
-                self._become_candidate(theirs)
+                msg, fds, flags, _ = socket.recv_fds(theirs, 1 << 16, 8)
+                if msg and not flags & socket.MSG_TRUNC:
+                    become(msg, fds, theirs)
             finally:
                 os._exit(0)
         theirs.close()
 
-    @staticmethod
-    def _become_candidate(sock):
-        msg, fds, _, _ = socket.recv_fds(sock, 256, 3)
-        if not msg:
-            return
-        source_fd, out_fd, channel_fd = fds
+    def request(self, message, fds):
+        """Hand the seed its part (`fds` arrive as its own descriptors); the process, as `Popen` would be."""
+        socket.send_fds(self.sock, [message], fds)
+        return _Forked(self.pid)
+
+
+def _become_candidate(msg, fds, sock):
+    """The candidate's process, set up as `runner._start_candidate` sets it up but without starting an interpreter:
+    `msg` is the module's name; fds: its source (a pipe), the output, its end of the channel."""
+    source_fd, out_fd, channel_fd = fds
+    os.setsid()
+    runner._switch(runner.CANDIDATE_UID)
+    os.umask(0o077)
+    os.chdir("/tmp")
+    os.dup2(source_fd, 0)
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd, 2)
+    _close_all_but({0, 1, 2, channel_fd})
+    os.environ.clear()
+    os.environ.update(runner.CANDIDATE_ENV)
+    harness.serve_candidate(msg.decode(), channel_fd)
+
+
+def _become_tree(msg, fds, sock):
+    """As TREE_UID: build and lock the job's tree from the files (JSON, name -> text) read from fds[0]; reply on
+    `sock` with "!" and an error text, empty when none (as `runner._as_user` reports)."""
+    error = ""
+    try:
+        with os.fdopen(fds[0], "rb") as f:
+            files = {name: text.encode() for name, text in json.load(f).items()}
+        runner._switch(runner.TREE_UID, (runner.JOB_UID,))
+        runner._build_tree(files, None)
+        runner._lock_tree(None, [])
+    except BaseException as e:  # noqa: B036  (reported to the job child, whatever it is)
+        error = "%s: %s" % (type(e).__name__, e)
+    sock.send(("!" + error).encode()[:2000])
+
+
+def _become_pytest(msg, fds, sock):
+    """What `Popen` would set up (own session, uid, umask, cwd, the descriptors at the numbers the job's argv and
+    environment name, environment), then pytest's main. msg: JSON {args, uid, groups, env, fds}; fds: the output,
+    then the descriptors to pass, in the order of msg's "fds"."""
+    try:
+        request = json.loads(msg)
+        above = max([2, *request["fds"]]) + 1  # first out of the way of every number to be taken
+        out_fd, *passed = [fcntl.fcntl(fd, fcntl.F_DUPFD, above) for fd in fds]
+        for fd, number in zip(passed, request["fds"]):
+            os.dup2(fd, number)
         os.setsid()
-        runner._switch(runner.CANDIDATE_UID)
-        os.umask(0o077)
-        os.chdir("/tmp")
-        os.dup2(source_fd, 0)
+        runner._switch(request["uid"], request["groups"])
+        os.umask(0o007)
+        os.chdir(runner.WORK)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
-        _close_all_but({0, 1, 2, channel_fd})
+        _close_all_but({0, 1, 2, *request["fds"]})
         os.environ.clear()
-        os.environ.update(runner.CANDIDATE_ENV)
-        harness.serve_candidate(msg.decode(), channel_fd)
+        os.environ.update(request["env"])
+        sys.argv = ["pytest", *request["args"]]
+        sys.dont_write_bytecode = True  # as JOB_ENV asks (this interpreter started with -I, which ignores it)
+        sys.path.insert(0, runner.WORK)
+        sys.stdout = os.fdopen(1, "w", buffering=1)
+        sys.stderr = sys.stdout
+        code = pytest.main(request["args"])
+        sys.stdout.flush()
+        os._exit(int(code))
+    finally:
+        os._exit(127)
 
-    def start(self, module, source, out_fd, theirs):
-        """Hand the candidate's source, output and channel end to the seed; the process, as `Popen` would be."""
+
+class _WarmRun(runner._Run):
+    """A job run as the one-shot runner runs it, except that its parts come from seeds forked ahead of it, with
+    pytest and the runner's modules loaded, instead of processes started afresh."""
+
+    def __init__(self, spec, staged, seeds):
+        super().__init__(spec, staged)
+        self.seeds = seeds
+
+    def setup(self):
+        if self.spec.get("setup") or self.archive is not None or self.protect or "files" not in self.spec:
+            return super().setup()  # not a plain job (the pool sends none): the one-shot way
+        files_r, files_w = os.pipe()
+        self.seeds["tree"].request(b"tree", [files_r])
+        os.close(files_r)
+        with os.fdopen(files_w, "w") as f:
+            try:
+                json.dump(self.spec["files"], f)
+            except BrokenPipeError:
+                pass  # it died first: no reply below
+        reply = self.seeds["tree"].sock.recv(4096).decode("utf-8", "replace")
+        return reply[1:] or None if reply else "the tree's builder ended without a reply"
+
+    def start_candidate(self, module, source, out_fd, theirs):
         source_r, source_w = os.pipe()
-        socket.send_fds(self.sock, [module.encode()], [source_r, out_fd, theirs.fileno()])
+        proc = self.seeds["candidate"].request(module.encode(), [source_r, out_fd, theirs.fileno()])
         os.close(source_r)
         theirs.close()
         with os.fdopen(source_w, "wb") as f:
@@ -155,79 +231,43 @@ class _Seed:
                 f.write(source.encode())  # the candidate reads all of it before anything else
             except BrokenPipeError:
                 pass  # it died first: the stand-in reports that
-        return _Forked(self.pid)
-
-
-class _WarmRun(runner._Run):
-    """A job run as the one-shot runner runs it, but pytest and the candidate are forked with their modules
-    loaded instead of started afresh."""
-
-    def __init__(self, spec, staged, seed):
-        super().__init__(spec, staged)
-        self.seed = seed
-
-    def start_candidate(self, module, source, out_fd, theirs):
-        return self.seed.start(module, source, out_fd, theirs)
+        return proc
 
     def start(self, argv, uid, groups=(), env=runner.JOB_ENV, pass_fds=()):
-        if argv[:3] != ["python3", "-m", "pytest"]:
+        if argv[:3] != ["python3", "-m", "pytest"] or "pytest" not in self.seeds:
             return super().start(argv, uid, groups, env, pass_fds)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                self._become_pytest(argv[3:], uid, groups, env, pass_fds)
-            finally:
-                os._exit(127)
-        proc = _Forked(pid)
+        request = {"args": argv[3:], "uid": uid, "groups": list(groups), "env": env, "fds": list(pass_fds)}
+        proc = self.seeds.pop("pytest").request(json.dumps(request).encode(), [self.out_w, *pass_fds])
         self.started.append(proc)
         return proc
 
-    def _become_pytest(self, args, uid, groups, env, pass_fds):
-        """In the forked child: what `Popen` would set up (own session, uid, umask, cwd, descriptors,
-        environment), then pytest's main."""
-        os.setsid()
-        runner._switch(uid, groups)
-        os.umask(0o007)
-        os.chdir(runner.WORK)
-        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-        os.dup2(self.out_w, 1)
-        os.dup2(self.out_w, 2)
-        _close_all_but({0, 1, 2, *pass_fds})
-        os.environ.clear()
-        os.environ.update(env)
-        sys.argv = ["pytest", *args]
-        sys.dont_write_bytecode = True  # as JOB_ENV asks (this interpreter started with -I, which ignores it)
-        sys.path.insert(0, runner.WORK)
-        sys.stdout = os.fdopen(1, "w", buffering=1)
-        sys.stderr = sys.stdout
-        code = pytest.main(args)
-        sys.stdout.flush()
-        os._exit(int(code))
 
-
-def _job_child(seed, spec_fd, result_fd):
+def _job_child(seeds, spec_fd, result_fd):
     """In a job child (root with the server's capabilities) given its descriptors: run one job, send its result."""
     with os.fdopen(spec_fd, "rb") as f:
         spec = json.load(f)
-    result = runner.run_job(spec, run=_WarmRun(spec, "/job", seed))
+    result = runner.run_job(spec, run=_WarmRun(spec, "/job", seeds))
     with os.fdopen(result_fd, "w") as f:
         json.dump(result, f)
 
 
 def _fork_job_child(zygote_sock):
-    """A child forked ahead of its job, with its candidate seed forked at once; it waits for the job's descriptors
-    on the returned socket and exits if that closes first. (socket, pid)."""
+    """A child forked ahead of its job, which forks its parts' seeds at once (candidate, tree, pytest); it waits
+    for the job's descriptors on the returned socket and exits if that closes first. (socket, pid)."""
     ours, theirs = socket.socketpair()
     pid = os.fork()
     if pid == 0:
         try:
             zygote_sock.close()
             ours.close()
-            seed = _Seed(theirs.fileno())  # before any job data exists in this process
+            seeds = {}  # before any job data exists in this process
+            for part, become in (("candidate", _become_candidate), ("tree", _become_tree),
+                                 ("pytest", _become_pytest)):
+                seeds[part] = _Seed(become, theirs.fileno(), *(seed.sock.fileno() for seed in seeds.values()))
             msg, fds, _, _ = socket.recv_fds(theirs, 16, 2)
             if msg:
                 theirs.close()
-                _job_child(seed, *fds)
+                _job_child(seeds, *fds)
         finally:
             os._exit(0)
     theirs.close()
