@@ -3,8 +3,9 @@ with the candidate in its own process (`UnitTestVerifier`, the default since iss
 pytest's process (`InProcessUnitTestVerifier`, the opt-in and the only mode before), side by side.
 
 For each worker count, runs N trivial verifications (a correct `add` against two pytest tests) each way, in
-one run, the ways taking turns in --rounds blocks (so a drift in the machine's speed hits them alike), and prints verifications/s, median and p95 latency, each sandbox's throughput over the host's, and
-CPU seconds per verification where they can be counted (the host's children; the pool's containers). On a
+one run, the ways taking turns in --rounds blocks (so a drift in the machine's speed hits them alike), and
+prints verifications/s, median and p95 latency, each sandbox's throughput over the host's, and CPU seconds
+per verification where they can be counted (the host's children; the pool's containers). On a
 loaded machine the CPU figures are the fairer comparison: Docker's containers share one CPU cgroup, so they
 are scheduled as a group against every host process.
 

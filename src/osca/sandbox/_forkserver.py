@@ -277,7 +277,7 @@ def _fork_job_child(zygote_sock):
 def _zygote(sock):
     """Hand the descriptors of each request on `sock` to a job child forked ahead of it; report its pid, then
     its end. The next child is forked as soon as one ends, while the server resets the container, so a request
-    finds its child (and the child's seed) ready. The zygote never sees job data: only descriptors pass."""
+    finds its child (and the child's seeds) ready. The zygote never sees job data: only descriptors pass."""
     while True:
         child, pid = _fork_job_child(sock)
         msg, fds, _, _ = socket.recv_fds(sock, 16, 2)

@@ -7,8 +7,9 @@ candidate runs alone, in its own process under its own uid:
     python3 -I /job/harness.py candidate <module> <fd>    (CANDIDATE_UID; source on stdin, channel on fd)
 
 and the tests import a stand-in module of the same name (`stand_in_source`), whose functions forward each call
-over a socket (its descriptor in the job's environment, OSCA_CANDIDATE_FD). Arguments, results and exceptions cross as plain data only (None, bool, int, float, complex, str,
-bytes and lists, tuples, dicts, sets and frozensets of them, by exact type); anything else is an error on the
+over a socket (its descriptor in the job's environment, OSCA_CANDIDATE_FD). Arguments, results and exceptions
+cross as plain data only (None, bool, int, float, complex, str, bytes and lists, tuples, dicts, sets and
+frozensets of them, by exact type); anything else is an error on the
 candidate's side, so an always-equal object, a subclass with a custom `__eq__` or a live iterator never reaches
 the test's comparison. Exceptions of builtin types are raised again by type name (`pytest.raises(ValueError)`
 keeps working); any other is a `CandidateError`.

@@ -418,8 +418,8 @@ def _remove(container: Any) -> None:
 
 
 def _stage_scripts(staging: Path, *extra: Path) -> None:
-    """Copy the runner, the harness and `extra` scripts into `staging` (each named without its leading `_`), then make all
-    of `staging` readable by the container's user (directories 0755, files 0644)."""
+    """Copy the runner, the harness and `extra` scripts into `staging` (each named without its leading `_`),
+    then make all of `staging` readable by the container's user (directories 0755, files 0644)."""
     for script in (_RUNNER, _HARNESS, *extra):
         shutil.copy(script, staging / script.name.removeprefix("_"))
     for p in [staging, *staging.rglob("*")]:
